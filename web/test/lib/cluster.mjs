@@ -1,0 +1,138 @@
+// Helpers for the load-balancer topology tests: run the shipped HAProxy
+// configuration (deploy/haproxy.cfg) as a foreground process on loopback,
+// render its round-robin variant, and trace which Switchboard process answered
+// every Engine.IO request a socket.io-client makes.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Fetch, NodeWebSocket } from 'socket.io-client';
+import { ROOT, exited, freePort, waitForPort } from './harness.mjs';
+
+export const HAPROXY_CFG = path.join(ROOT, 'deploy', 'haproxy.cfg');
+export const CLUSTER_SH = path.join(ROOT, 'deploy', 'cluster.sh');
+export const NODE_HEADER = 'x-switchboard-node';
+export const SESSION_UNKNOWN = { code: 1, message: 'Session ID unknown' };
+
+export function requireHaproxy() {
+  if (spawnSync('sh', ['-c', 'command -v haproxy']).status !== 0) {
+    throw new Error('haproxy is missing: apt-get install -y haproxy');
+  }
+}
+
+// roundRobinVariant removes the cookie persistence from the shipped
+// configuration and nothing else, so that the two balancers differ only in
+// stickiness. It fails when the shipped file no longer has the lines it
+// removes, rather than silently testing something else.
+export function roundRobinVariant(text) {
+  const cookieLine = /^\s*cookie SB_NODE .*\n/m;
+  if (!cookieLine.test(text)) throw new Error('deploy/haproxy.cfg: no "cookie SB_NODE" line to remove');
+  let out = text.replace(cookieLine, '');
+  const serverCookie = /^(\s*server sb\d .*?) cookie sb\d$/gm;
+  const servers = out.match(serverCookie) || [];
+  if (servers.length !== 3) throw new Error(`deploy/haproxy.cfg: expected 3 servers with a cookie, found ${servers.length}`);
+  out = out.replace(serverCookie, '$1');
+  if (/cookie/.test(out.replace(/^\s*#.*$/gm, ''))) throw new Error('round-robin variant still mentions a cookie');
+  return out;
+}
+
+// startHaproxy runs `haproxy -db -f cfg` (foreground, logs on stdout) with the
+// three upstream addresses and a free loopback port in its environment.
+export async function startHaproxy({ upstreams, cfgText, port } = {}) {
+  requireHaproxy();
+  if (!upstreams || upstreams.length !== 3) throw new Error('startHaproxy needs three upstream ports');
+  port = port || await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-haproxy-'));
+  let cfg = HAPROXY_CFG;
+  if (cfgText !== undefined) {
+    cfg = path.join(dir, 'haproxy.cfg');
+    writeFileSync(cfg, cfgText);
+  }
+  const env = {
+    PATH: process.env.PATH,
+    LB_BIND: `127.0.0.1:${port}`,
+    SB1_ADDR: `127.0.0.1:${upstreams[0]}`,
+    SB2_ADDR: `127.0.0.1:${upstreams[1]}`,
+    SB3_ADDR: `127.0.0.1:${upstreams[2]}`,
+  };
+  const check = spawnSync('haproxy', ['-c', '-q', '-f', cfg], { env, encoding: 'utf8' });
+  if (check.status !== 0) throw new Error(`haproxy -c ${cfg} failed:\n${check.stdout}${check.stderr}`);
+  const proc = spawn('haproxy', ['-db', '-f', cfg], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = [];
+  const keep = (d) => lines.push(...d.toString().split('\n').filter(Boolean));
+  proc.stdout.on('data', keep);
+  proc.stderr.on('data', keep);
+  try {
+    await Promise.race([
+      waitForPort(port),
+      exited(proc).then((code) => { throw new Error(`haproxy exited ${code}`); }),
+    ]);
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw new Error(`${err.message}\nhaproxy output:\n${lines.join('\n')}`);
+  }
+  return {
+    port, url: `http://127.0.0.1:${port}`, proc, lines, cfg,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      await exited(proc);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// tracer gives a client transports that record, for every Engine.IO request,
+// the status and the X-Switchboard-Node header of the answer: each polling
+// response, and the 101 of each websocket handshake. Bodies of failed polling
+// responses are kept too. Pass `transports: t.polling | t.websocket | t.both`.
+export function tracer() {
+  const seen = [];
+  class TracedFetch extends Fetch {
+    _fetch(data) {
+      return super._fetch(data).then(async (res) => {
+        const entry = { transport: 'polling', method: data === undefined ? 'GET' : 'POST', status: res.status, node: res.headers.get(NODE_HEADER) };
+        if (!res.ok) entry.body = await res.clone().text();
+        seen.push(entry);
+        return res;
+      });
+    }
+  }
+  class TracedWebSocket extends NodeWebSocket {
+    createSocket(uri, protocols, opts) {
+      const ws = super.createSocket(uri, protocols, opts);
+      ws.once('upgrade', (res) => seen.push({ transport: 'websocket', status: res.statusCode, node: res.headers[NODE_HEADER] }));
+      return ws;
+    }
+  }
+  return {
+    seen,
+    polling: [TracedFetch],
+    websocket: [TracedWebSocket],
+    both: [TracedFetch, TracedWebSocket],
+    nodes() { return [...new Set(seen.map((e) => e.node))]; },
+  };
+}
+
+// rawPoll performs one Engine.IO v4 polling request without any client
+// library: a handshake (no sid) or a POST of a noop packet for sid (a POST
+// is answered at once, where a GET would be held until the next ping).
+export async function rawPoll(baseUrl, { sid, cookie } = {}) {
+  const q = new URLSearchParams({ EIO: '4', transport: 'polling' });
+  if (sid) q.set('sid', sid);
+  const headers = { 'content-type': 'text/plain;charset=UTF-8' };
+  if (cookie) headers.cookie = cookie;
+  const res = await fetch(`${baseUrl}/socket.io/?${q}`, sid ? { method: 'POST', body: '6', headers } : { headers });
+  const body = await res.text();
+  const setCookie = res.headers.getSetCookie().map((c) => c.split(';')[0]);
+  return { status: res.status, body, node: res.headers.get(NODE_HEADER), setCookie };
+}
+
+export function handshakeSid(body) {
+  const m = /^0(\{.*\})/.exec(body);
+  if (!m) throw new Error(`not an Engine.IO open packet: ${JSON.stringify(body)}`);
+  return JSON.parse(m[1]).sid;
+}
+
+export function readShipped() {
+  return readFileSync(HAPROXY_CFG, 'utf8');
+}
