@@ -43,7 +43,7 @@
     token: '',
     socket: null,
     reconnects: 0,
-    messageIds: new Set(),
+    messageIds: new Map(), // message id -> its list item
     peers: new Set(),
     messages: 0,
     notifications: 0,
@@ -100,7 +100,8 @@
 
   function showTransport() {
     const engine = state.socket && state.socket.io.engine;
-    const name = engine && engine.transport ? engine.transport.name : '';
+    const live = state.socket && state.socket.connected;
+    const name = live && engine && engine.transport ? engine.transport.name : '';
     const el = $('transport');
     el.textContent = name ? (name === 'websocket' ? 'WebSocket' : 'HTTP long-polling') : '—';
     el.dataset.transport = name;
@@ -172,8 +173,12 @@
   // addMessage renders a message once (by id). via: 'ack' (sent from this
   // device), 'delivery' (received or sent from another device).
   function addMessage(msg, via) {
-    if (!msg || typeof msg !== 'object' || state.messageIds.has(msg.id)) return;
-    state.messageIds.add(msg.id);
+    if (!msg || typeof msg !== 'object') return;
+    const seen = state.messageIds.get(msg.id);
+    if (seen) { // shown once; a repeated delivery is only counted (data-copies)
+      seen.dataset.copies = String(Number(seen.dataset.copies) + 1);
+      return;
+    }
     const mine = msg.from === state.user;
     let direction; let label;
     if (mine && msg.to === state.user) { direction = 'self'; label = 'Note to self'; }
@@ -190,7 +195,7 @@
       : null;
     const li = h('li', {
       class: `msg msg-${direction}`,
-      dataset: { testid: 'message', id: String(msg.id), from: String(msg.from), to: String(msg.to), direction, via },
+      dataset: { testid: 'message', id: String(msg.id), from: String(msg.from), to: String(msg.to), direction, via, copies: '1' },
     },
     h('div', { class: 'msg-meta' },
       h('span', { class: 'msg-who' }, label),
@@ -198,13 +203,20 @@
       h('time', { datetime: String(msg.sentAt || '') }, fmtTime(msg.sentAt))),
     h('p', { class: 'msg-text', dataset: { testid: 'message-text' } }, String(msg.text)),
     reply);
-    const list = $('messages');
-    list.append(li);
-    while (list.children.length > 200) list.firstElementChild.remove();
-    state.messages++;
-    $('message-count').textContent = String(state.messages);
-    $('messages-empty').hidden = true;
-    list.scrollTop = list.scrollHeight;
+    state.messageIds.set(msg.id, li);
+    state.messages = pushItem('messages', li, 200, false, state.messages);
+  }
+
+  // pushItem adds li to a list (at the end, or first when newestFirst), keeps
+  // at most max items, updates the visible counter and hides the empty note.
+  function pushItem(listId, li, max, newestFirst, count) {
+    const list = $(listId);
+    if (newestFirst) list.prepend(li); else list.append(li);
+    while (list.children.length > max) (newestFirst ? list.lastElementChild : list.firstElementChild).remove();
+    $(`${listId}-empty`).hidden = true;
+    $(`${listId.replace(/s$/, '')}-count`).textContent = String(count + 1);
+    if (!newestFirst) list.scrollTop = list.scrollHeight;
+    return count + 1;
   }
 
   function addNotification(title, body, data) {
@@ -214,12 +226,7 @@
         h('strong', {}, title),
         h('time', { datetime: now.toISOString() }, now.toLocaleTimeString())),
       body ? h('p', {}, body) : null);
-    const list = $('notifications');
-    list.prepend(li);
-    while (list.children.length > 100) list.lastElementChild.remove();
-    state.notifications++;
-    $('notification-count').textContent = String(state.notifications);
-    $('notifications-empty').hidden = true;
+    state.notifications = pushItem('notifications', li, 100, true, state.notifications);
   }
 
   // Every delivery is the event `message` with {event, id, args}.
@@ -352,6 +359,7 @@
 
     socket.io.on('open', () => watchEngine(socket.io.engine));
     socket.io.on('reconnect_attempt', (n) => {
+      $('status').dataset.attempt = String(n);
       setState('reconnecting', `Attempt ${n}…`);
     });
     socket.io.on('reconnect', () => {
@@ -364,6 +372,7 @@
 
     socket.on('connect', async () => {
       refreshedToken = false;
+      delete $('status').dataset.attempt;
       setState('connected', '');
       showTransport();
       const node = await whoami();
