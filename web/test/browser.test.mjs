@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, startRedis, startSwitchboard } from './lib/harness.mjs';
+import { ROOT, signToken, startRedis, startSwitchboard } from './lib/harness.mjs';
 import {
   horizontalOverflow, launchChromium, nodeShown, screenshotDir, send, shoot, signIn, startBalancer, tid,
   transportShown, waitMessage,
@@ -167,6 +167,21 @@ test('a burst over the rate limit is shown as rate_limited and the socket stays 
   assert.equal(await carol.getAttribute(tid('status'), 'data-state'), 'connected');
   assert.deepEqual(await horizontalOverflow(carol), [], 'nothing overflows 390px with errors shown');
   await shoot(carol, shots, '05-phone-rate-limited');
+});
+
+test('a token the server refuses is shown as a connect error', async () => {
+  // The page receives a token signed with another secret (as if issued by a
+  // different cluster) in place of the dev token; the server refuses it.
+  const foreign = signToken('not-this-clusters-secret', { sub: 'mallory', exp: Math.floor(Date.now() / 1000) + 600 });
+  const page = await open(`${p2.url}/`, PHONE, (ctx) => ctx.route('**/api/dev/token', (route) => route.fulfill({
+    status: 200, contentType: 'application/json', body: JSON.stringify({ token: foreign }),
+  })));
+  await page.fill(tid('user-input'), 'mallory');
+  await page.click(tid('join'));
+  const err = await page.waitForSelector(`${tid('error')}[data-code="invalid_token"]`);
+  assert.match(await err.textContent(), /unauthorized/);
+  assert.equal(await page.getAttribute(tid('status'), 'data-state'), 'disconnected');
+  assert.match(await page.textContent(tid('conn-detail')), /unauthorized \(invalid_token\)/);
 });
 
 test('websocket blocked: the page stays on HTTP long-polling and still delivers', async () => {
