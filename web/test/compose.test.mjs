@@ -1,0 +1,246 @@
+// Static checks of the Docker deployment, which cannot be started here (no
+// Docker engine). What they do prove:
+// - docker-compose.yml passes Docker Compose's own schema validation
+//   (Debian's docker-compose 1.29 `config -q`, which needs no engine), and its
+//   resolved form has the structure the cluster needs;
+// - the balancer config it mounts is deploy/haproxy.cfg, which HAProxy accepts
+//   as compose runs it (service names, port 8080);
+// - the Dockerfile is multi-stage, ends as a non-root user with a healthcheck,
+//   and its build command succeeds on exactly the files .dockerignore lets into
+//   the build context; the healthcheck command of that binary tells a serving
+//   process from a stopped one.
+// What they do not prove: that images pull, build and start under Docker; the
+// same topology is exercised for real, with processes, by cluster-lb.test.mjs.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import YAML from 'yaml';
+import { ROOT, exited, freePort } from './lib/harness.mjs';
+import { HAPROXY_CFG, requireHaproxy } from './lib/cluster.mjs';
+
+const COMPOSE = path.join(ROOT, 'docker-compose.yml');
+const DOCKERFILE = path.join(ROOT, 'Dockerfile');
+const REPLICAS = ['sb1', 'sb2', 'sb3'];
+const cleanEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
+
+function requireCompose() {
+  if (spawnSync('sh', ['-c', 'command -v docker-compose']).status !== 0) {
+    throw new Error('docker-compose is missing (the offline validator): apt-get install -y docker-compose');
+  }
+}
+
+// Both views of the file: the raw YAML (anchors merged, as Compose does) and
+// what Compose itself resolves it to (interpolation, merges, normalised forms).
+function raw() {
+  return YAML.parse(readFileSync(COMPOSE, 'utf8'), { merge: true });
+}
+function resolved() {
+  requireCompose();
+  const r = spawnSync('docker-compose', ['-f', COMPOSE, 'config'], { cwd: ROOT, env: cleanEnv, encoding: 'utf8' });
+  assert.equal(r.status, 0, `docker-compose config rejected the file:\n${r.stderr}`);
+  return YAML.parse(r.stdout);
+}
+
+const envOf = (svc) => (Array.isArray(svc.environment)
+  ? Object.fromEntries(svc.environment.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
+  : svc.environment || {});
+const healthyDeps = (svc) => Object.entries(svc.depends_on || {})
+  .filter(([, v]) => v && v.condition === 'service_healthy').map(([k]) => k).sort();
+
+// haproxy.cfg's defaults: the upstreams and bind address compose relies on.
+function cfgDefaults() {
+  const cfg = readFileSync(HAPROXY_CFG, 'utf8');
+  const servers = [...cfg.matchAll(/^\s*server (sb\d) "\$\{SB\d_ADDR-([\w.-]+):(\d+)\}"/gm)].map((m) => ({ name: m[1], host: m[2], port: m[3] }));
+  const bind = /^\s*bind "\$\{LB_BIND-([^}]*)\}"/m.exec(cfg);
+  return { servers, bind: bind && bind[1] };
+}
+
+function checkCompose(doc, label) {
+  const s = doc.services;
+  assert.deepEqual(Object.keys(s).sort(), ['lb', 'redis', ...REPLICAS], `${label}: services`);
+
+  assert.match(s.redis.image, /^redis:/);
+  assert.ok(s.redis.healthcheck, `${label}: redis has a healthcheck`);
+  assert.match([].concat(s.redis.healthcheck.test).join(' '), /redis-cli.*ping/);
+
+  const { servers, bind } = cfgDefaults();
+  assert.deepEqual(servers.map((x) => x.name), REPLICAS, 'haproxy.cfg names the three replicas');
+  const envs = REPLICAS.map((n) => envOf(s[n]));
+  for (const [i, n] of REPLICAS.entries()) {
+    const svc = s[n];
+    const env = envs[i];
+    assert.ok(svc.build, `${label}: ${n} is built from the Dockerfile`);
+    const ctx = typeof svc.build === 'string' ? svc.build : svc.build.context;
+    assert.equal(path.resolve(ROOT, ctx), ROOT, `${label}: ${n} build context is the repository`);
+    assert.match(env.REDIS_URL || '', /^redis:\/\/redis:6379\/\d+$/, `${label}: ${n} REDIS_URL points at the redis service`);
+    assert.equal(env.NODE_ID, n);
+    assert.equal(String(env.DEV_TOKENS), '1', `${label}: ${n} dev tokens on for the demo`);
+    assert.ok(env.JWT_SECRET, `${label}: ${n} JWT_SECRET`);
+    assert.ok(env.API_KEY, `${label}: ${n} API_KEY`);
+    assert.deepEqual(healthyDeps(svc), ['redis'], `${label}: ${n} waits for a healthy redis`);
+    // The balancer reaches the replica at the address haproxy.cfg defaults to.
+    assert.equal(servers[i].host, n);
+    assert.equal(/:(\d+)$/.exec(env.ADDR || ':7999')[1], servers[i].port, `${label}: ${n} listens where haproxy.cfg sends it`);
+  }
+  for (const key of ['JWT_SECRET', 'API_KEY', 'REDIS_URL']) {
+    assert.equal(new Set(envs.map((e) => e[key])).size, 1, `${label}: ${key} shared by the three replicas`);
+  }
+
+  const lb = s.lb;
+  assert.match(lb.image, /^haproxy:2\.6/, 'the balancer image runs the HAProxy line the tests run');
+  assert.deepEqual(healthyDeps(lb), REPLICAS, `${label}: the balancer waits for three healthy replicas`);
+  const ports = lb.ports.map((p) => (typeof p === 'string' ? p : `${p.published}:${p.target}`));
+  assert.deepEqual(ports, ['8080:8080'], `${label}: the balancer publishes 8080`);
+  assert.equal(bind, ':8080', 'haproxy.cfg listens on the published container port by default');
+  const mounts = lb.volumes.map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}${v.read_only ? ':ro' : ''}`));
+  const cfgMount = mounts.map((m) => m.split(':')).find(([, target]) => target === '/usr/local/etc/haproxy/haproxy.cfg');
+  assert.ok(cfgMount, `${label}: the balancer mounts its config where the haproxy image reads it`);
+  assert.equal(path.resolve(ROOT, cfgMount[0]), HAPROXY_CFG, `${label}: the mounted config is deploy/haproxy.cfg`);
+  assert.ok(existsSync(HAPROXY_CFG));
+}
+
+describe('docker-compose.yml', () => {
+  it('passes Docker Compose schema validation (docker-compose config -q)', () => {
+    requireCompose();
+    const r = spawnSync('docker-compose', ['-f', COMPOSE, 'config', '-q'], { cwd: ROOT, env: cleanEnv, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  });
+
+  it('the validator is not a rubber stamp: a wrong depends_on condition is rejected', () => {
+    requireCompose();
+    const bad = readFileSync(COMPOSE, 'utf8').replace(/condition: service_healthy/g, 'condition: service_ready');
+    const r = spawnSync('docker-compose', ['-f', '-', 'config', '-q'], { cwd: ROOT, env: cleanEnv, input: bad, encoding: 'utf8' });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /condition/);
+  });
+
+  it('has redis with a healthcheck, three replicas sharing it and one secret, and the balancer on 8080 (raw YAML)', () => {
+    checkCompose(raw(), 'raw');
+  });
+
+  it('has the same structure as Compose resolves it', () => {
+    checkCompose(resolved(), 'resolved');
+  });
+
+  it('mounts a balancer config that HAProxy accepts as compose runs it (no environment)', () => {
+    requireHaproxy();
+    const r = spawnSync('haproxy', ['-c', '-f', HAPROXY_CFG], { env: { PATH: process.env.PATH }, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /Configuration file is valid/);
+  });
+});
+
+// Dockerfile parsing: instructions with line continuations joined.
+function instructions() {
+  const text = readFileSync(DOCKERFILE, 'utf8').replace(/\\\n/g, ' ');
+  return text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+    .map((l) => { const m = /^(\w+)\s+(.*)$/.exec(l); return { op: m[1].toUpperCase(), arg: m[2].trim() }; });
+}
+function stages() {
+  const out = [];
+  for (const ins of instructions()) {
+    if (ins.op === 'FROM') out.push({ from: ins.arg, steps: [] });
+    else if (out.length) out.at(-1).steps.push(ins);
+  }
+  return out;
+}
+
+// dockerignored reports whether .dockerignore keeps rel out of the context
+// (Docker's rules for the pattern forms this file uses: *, ?, **, a match on
+// a directory excludes what is under it; "!" exceptions are refused here).
+function ignorer() {
+  const pats = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  const res = pats.map((p) => {
+    assert.ok(!p.startsWith('!') && /^[\w.*?/-]+$/.test(p), `.dockerignore pattern this check cannot interpret: ${p}`);
+    const body = p.replace(/^\/+/, '').replace(/\/+$/, '').split(/(\*\*\/|\*\*|\*|\?)/).map((tok) => ({
+      '**/': '(?:.*/)?', '**': '.*', '*': '[^/]*', '?': '[^/]',
+    }[tok] ?? tok.replace(/[.+^${}()|[\]\\]/g, '\\$&'))).join('');
+    return new RegExp(`^${body}(?:/.*)?$`);
+  });
+  return (rel) => res.some((re) => re.test(rel));
+}
+
+// waitHealthy polls url until 200 (bounded), failing early if proc exits.
+async function waitHealthy(url, proc, log) {
+  for (let i = 0; i < 300; i++) {
+    if (proc.exitCode !== null) throw new Error(`exited ${proc.exitCode}: ${log()}`);
+    try { if ((await fetch(url)).status === 200) return; } catch { /* not listening yet */ }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${url} not healthy: ${log()}`);
+}
+
+describe('Dockerfile', () => {
+  const st = stages();
+  const final = st.at(-1);
+
+  it('is multi-stage: a Go build stage on the go.mod toolchain, then a small final image', () => {
+    assert.ok(st.length >= 2, 'at least two stages');
+    const goVersion = /^go (\d+\.\d+)/m.exec(readFileSync(path.join(ROOT, 'go.mod'), 'utf8'))[1];
+    assert.match(st[0].from, new RegExp(`^golang:${goVersion.replace('.', '\\.')}\\S* AS build$`, 'i'));
+    assert.match(final.from, /^(gcr\.io\/distroless\/static|scratch|alpine)/, 'final image is minimal');
+    assert.ok(final.steps.some((s) => s.op === 'COPY' && s.arg.startsWith('--from=build ')), 'final stage copies the binary');
+  });
+
+  it('runs as a non-root user and has a HEALTHCHECK that is the binary itself', () => {
+    const users = final.steps.filter((s) => s.op === 'USER');
+    assert.equal(users.length, 1);
+    const [u] = users[0].arg.split(':');
+    assert.ok(u !== 'root' && u !== '0', `USER ${users[0].arg}`);
+    const hc = final.steps.find((s) => s.op === 'HEALTHCHECK');
+    assert.ok(hc, 'HEALTHCHECK present');
+    const entry = JSON.parse(final.steps.find((s) => s.op === 'ENTRYPOINT').arg);
+    const cmd = JSON.parse(/CMD\s+(\[.*\])$/.exec(hc.arg)[1]);
+    assert.deepEqual(cmd, [entry[0], '-healthcheck']);
+  });
+
+  describe('its build command on the build context .dockerignore leaves', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-docker-ctx-'));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const bin = path.join(dir, 'out', 'switchboard');
+
+    it('builds the binary', () => {
+      const ignored = ignorer();
+      const ls = spawnSync('git', ['ls-files', '-co', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' });
+      assert.equal(ls.status, 0, ls.stderr);
+      const files = ls.stdout.split('\n').filter((f) => f && existsSync(path.join(ROOT, f)) && !ignored(f));
+      assert.ok(files.includes('go.mod') && files.includes('go.sum'));
+      assert.ok(!files.some((f) => f.startsWith('web/node_modules/') || f.startsWith('.git/')));
+      const ctx = path.join(dir, 'ctx');
+      for (const f of files) {
+        mkdirSync(path.dirname(path.join(ctx, f)), { recursive: true });
+        cpSync(path.join(ROOT, f), path.join(ctx, f));
+      }
+      const run = st[0].steps.filter((s) => s.op === 'RUN').map((s) => s.arg).find((a) => / go build /.test(` ${a}`));
+      assert.ok(run, 'build stage has a go build step');
+      assert.match(run, /-o \/out\/switchboard \.\/cmd\/switchboard$/);
+      const cmd = run.replace('/out/switchboard', bin);
+      const r = spawnSync('sh', ['-c', cmd], { cwd: ctx, env: { ...process.env, GOFLAGS: '-mod=readonly' }, encoding: 'utf8' });
+      assert.equal(r.status, 0, `${cmd}\n${r.stderr}`);
+    });
+
+    it('HEALTHCHECK command: exit 0 while the process serves, 1 once it is gone', async () => {
+      assert.ok(existsSync(bin), 'built by the previous test');
+      const port = await freePort();
+      const env = { ADDR: `127.0.0.1:${port}` };
+      const check = async () => exited(spawn(bin, ['-healthcheck'], { env: { ...cleanEnv, ...env }, stdio: 'ignore' }));
+      // The server is the binary built from the context too (loopback only:
+      // in the image ADDR is ":7999" and the check dials 127.0.0.1).
+      const sb = spawn(bin, [], { env: { ...cleanEnv, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      sb.stderr.on('data', (d) => { stderr += d; });
+      try {
+        await waitHealthy(`http://127.0.0.1:${port}/healthz`, sb, () => stderr);
+        assert.equal(await check(), 0);
+      } finally {
+        if (sb.exitCode === null) sb.kill('SIGTERM');
+        await exited(sb);
+      }
+      assert.equal(await check(), 1);
+    });
+  });
+});
