@@ -428,6 +428,7 @@
     state.user = user;
     $('me').textContent = user;
     document.title = `${user} · Switchboard`;
+    document.querySelector('.app h1').textContent = `Chat as ${user}`;
     $('signin').hidden = true;
     $('app').hidden = false;
     connect();
