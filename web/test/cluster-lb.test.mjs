@@ -260,6 +260,15 @@ describe('failover through the sticky balancer', () => {
       await send(c, witness, 'after failover');
       await send(witness, c, 'welcome back');
     }
+
+    // A browser keeps its cookie across reconnections: a handshake that still
+    // names the stopped process is redispatched and the cookie rewritten.
+    const hs = await rawPoll(sticky.url, { cookie: `SB_NODE=${victim}` });
+    assert.equal(hs.status, 200);
+    assert.notEqual(hs.node, victim);
+    assert.deepEqual(hs.setCookie, [`SB_NODE=${hs.node}`]);
+    const r = await rawPoll(sticky.url, { sid: handshakeSid(hs.body), cookie: hs.setCookie[0] });
+    assert.deepEqual([r.status, r.body, r.node], [200, 'ok', hs.node]);
   });
 });
 
