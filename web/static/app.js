@@ -56,9 +56,11 @@
   // ------------------------------------------------------ node display ---
   // A stable colour per process id, so moving between processes is visible.
   function nodeHue(id) {
-    let x = 0;
-    for (const ch of id) x = (x * 31 + ch.codePointAt(0)) >>> 0;
-    return x % 360;
+    let x = 0x811c9dc5; // FNV-1a, so ids differing in one character get far-apart hues
+    for (const ch of id) x = Math.imul(x ^ ch.codePointAt(0), 0x01000193) >>> 0;
+    x = Math.imul(x ^ (x >>> 16), 0x45d9f3b) >>> 0; // mix the last character into every bit
+    const hues = [230, 150, 330, 30, 190, 270, 100, 0, 55, 300]; // ten clearly different hues
+    return hues[((x ^ (x >>> 16)) >>> 0) % hues.length];
   }
 
   function showNode(id) {
