@@ -4,7 +4,7 @@
 // have no extra keys.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { devToken, startSwitchboard } from './lib/harness.mjs';
+import { devToken, signToken, startSwitchboard } from './lib/harness.mjs';
 import {
   SECRET, ack, assertAckError, assertErrorEvent, assertSent, countBefore, devices, getJSON,
   invalidTokens, ioV4, isError, isSent, marker, open, pair, refused, retry, token, uid, upgraded,
@@ -93,6 +93,19 @@ describe('auth', () => {
       await assertUser(d, user);
     });
   }
+
+  it('accepts any well-formed HS256 token with a sub: no typ, no exp, extra claims', T, async (t) => {
+    const connect = devices(t, srv.sb.url);
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    for (const [user, claims, header] of [
+      [uid('notyp'), { exp }, { alg: 'HS256' }],
+      [uid('noexp'), {}, undefined],
+      [uid('extra'), { exp, aud: 'switchboard', iss: 'tests', role: 'admin', n: 1 }, undefined],
+    ]) {
+      const d = await connect(user, { tok: signToken(SECRET, { sub: user, ...claims }, header) });
+      await assertUser(d, user);
+    }
+  });
 
   it('refuses a connection without any token: missing_token', T, async () => {
     await assertRefused({}, 'missing_token');
@@ -281,11 +294,12 @@ describe('message router', () => {
 
   it('text length counts code points: 4096 emoji accepted, 4097 rejected, empty rejected', T, async (t) => {
     const { a, b, a1, b1 } = await pair(t, srv.sb.url);
-    for (const text of ['😀'.repeat(4096), 'x'.repeat(4096), 'é'.repeat(4096), '😀'.repeat(4095) + 'x', 'y']) {
+    // Code points, not bytes and not UTF-16 units: 'e' + U+0301 is two of them.
+    for (const text of ['😀'.repeat(4096), 'x'.repeat(4096), 'é'.repeat(4096), '中'.repeat(4096), 'e\u0301'.repeat(2048), '😀'.repeat(4095) + 'x', 'y']) {
       const msg = assertSent(await ack(a1.socket, 'sendMessage', { to: b, text }), { from: a, to: b, text });
       assert.deepEqual(await b1.inbox.next(isSent(text)), { event: 'message_sent', id: b, args: msg });
     }
-    const rejected = ['😀'.repeat(4097), 'x'.repeat(4097), '😀'.repeat(4096) + 'x', ''];
+    const rejected = ['😀'.repeat(4097), 'x'.repeat(4097), '😀'.repeat(4096) + 'x', 'e\u0301'.repeat(2049), ''];
     for (const text of rejected) {
       assertAckError(await ack(a1.socket, 'sendMessage', { to: b, text }), 'invalid_args');
       assertAckError(await ack(a1.socket, 'message', { event: 'sendMessage', args: { to: b, text } }), 'invalid_args');
@@ -365,12 +379,15 @@ describe('message router', () => {
     const got = await c1.inbox.next((m) => m?.event === 'post_updated_notification' && m?.args?.postId === 'p100');
     assert.deepEqual(got, { event: 'post_updated_notification', id: c, args: { postId: 'p100', by: a, message: got.args.message } });
 
+    assert.deepEqual(await ack(a1.socket, 'postUpdated', { postId: 'same', mentions: Array(100).fill(c) }), { ok: true, notified: 1 });
     const bad = [
       { postId: 'p101', mentions: [c, ...Array.from({ length: 100 }, () => uid('m'))] },
       { postId: 'p0', mentions: [] },
       { postId: 'p', mentions: c },
       { postId: 'p', mentions: [c, 5] },
       { postId: 'p', mentions: [c, null] },
+      { postId: 'p', mentions: [c, ''] },
+      { postId: '', mentions: [c] },
       { postId: 'p' },
       { mentions: [c] },
       { postId: 5, mentions: [c] },
@@ -385,7 +402,7 @@ describe('message router', () => {
     a1.socket.emit('message', { event: 'postUpdated', args: bad[0] });
     assertErrorEvent(await a1.inbox.next(isError), { user: a, code: 'invalid_args', event: 'postUpdated' });
     const m = await marker(a1, c);
-    assert.equal(await countBefore(c1.inbox, (x) => x?.event === 'post_updated_notification' && x?.args?.postId !== 'p100', m), 0,
+    assert.equal(await countBefore(c1.inbox, (x) => x?.event === 'post_updated_notification' && !['p100', 'same'].includes(x?.args?.postId), m), 0,
       'a rejected postUpdated notified someone');
   });
 });
@@ -399,6 +416,9 @@ describe('router errors never close the socket', () => {
     assertAckError(await ack(a1.socket, 'noSuchEvent', { x: 1 }), 'unknown_event');
     assertAckError(await ack(a1.socket, 'message', { event: 'noSuchEvent', args: { x: 1 } }), 'unknown_event');
     assertAckError(await ack(a1.socket, 'message', { event: 'message_sent', args: {} }), 'unknown_event');
+    // "message" is the envelope, not a handler: an envelope inside one is unknown.
+    assertAckError(await ack(a1.socket, 'message', { event: 'message', args: { event: 'sendMessage', args: { to: uid('x'), text: 'x' } } }),
+      'unknown_event');
 
     a1.socket.emit('noSuchEvent', { x: 1 });
     assertErrorEvent(await a1.inbox.next(isError), { user: a, code: 'unknown_event', event: 'noSuchEvent' });
@@ -422,6 +442,8 @@ describe('router errors never close the socket', () => {
       assertAckError(reply, 'invalid_args');
     }
     assertAckError(await ack(a1.socket, 'message'), 'invalid_args');
+    // A well-formed envelope without args reaches the handler, which refuses it.
+    assertAckError(await ack(a1.socket, 'message', { event: 'sendMessage' }), 'invalid_args');
     for (const p of payloads) {
       a1.inbox.got.length = 0;
       a1.socket.emit('message', p);
@@ -515,10 +537,15 @@ describe('rate limiting (RATE_LIMIT=1, RATE_BURST=5)', () => {
 
   it('without an ack, the limited event\'s error names the router event, also through message', T, async (t) => {
     const { a, b, a1, b1 } = await pair(t, srv.sb.url);
-    // Every event counts, whichever route and whatever its outcome: five
-    // unknown events empty the bucket.
-    const first = await Promise.all(Array.from({ length: 5 }, (_, i) => ack(a1.socket, 'unknownThing', i)));
-    for (const r of first) assertAckError(r, 'unknown_event');
+    // Every event counts, whichever route and whatever its outcome: unknown
+    // events, a malformed envelope and a refused sendMessage empty the bucket.
+    const first = await Promise.all([
+      ack(a1.socket, 'unknownThing', 1), ack(a1.socket, 'message', { event: 'unknownThing', args: 2 }), ack(a1.socket, 'unknownThing'),
+      ack(a1.socket, 'message', 'junk'), ack(a1.socket, 'sendMessage', { to: b, text: '' }),
+    ]);
+    for (const [i, code] of ['unknown_event', 'unknown_event', 'unknown_event', 'invalid_args', 'invalid_args'].entries()) {
+      assertAckError(first[i], code);
+    }
     a1.socket.emit('message', { event: 'sendMessage', args: { to: b, text: 'limited 1' } });
     a1.socket.emit('postUpdated', { postId: 'limited', mentions: [b] });
     a1.socket.emit('message', { event: 'postUpdated', args: { postId: 'limited', mentions: [b] } });

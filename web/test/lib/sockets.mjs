@@ -52,6 +52,8 @@ export function invalidTokens(user) {
     'HS512 with the right secret': hmacToken('HS512', SECRET, claims),
     'RS256 header, HMAC signature': signToken(SECRET, claims, { alg: 'RS256', typ: 'JWT' }),
     'no sub claim': signToken(SECRET, { iat: now(), exp: now() + 3600 }),
+    'empty sub': signToken(SECRET, { sub: '', exp: now() + 3600 }),
+    'sub not a string': signToken(SECRET, { sub: 42, exp: now() + 3600 }),
     'exp not a number': signToken(SECRET, { sub: user, exp: 'tomorrow' }),
     'garbage': 'garbage',
     'three garbage segments': 'not.a.jwt',
