@@ -12,7 +12,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, signToken, startRedis, startSwitchboard } from './lib/harness.mjs';
 import {
-  horizontalOverflow, launchChromium, nodeShown, screenshotDir, send, shoot, signIn, startBalancer, tid,
+  horizontalOverflow, launchChromium, lowContrast, nodeShown, screenshotDir, send, shoot, signIn, startBalancer, tid,
   transportShown, waitMessage,
 } from './lib/browser.mjs';
 
@@ -141,6 +141,10 @@ test('one user on two processes (laptop and phone) and another user: messages, m
   // The phone layout shows the conversation without horizontal overflow.
   await phone.waitForSelector(`${tid('notification')}[data-post-id="release-notes"]`);
   assert.deepEqual(await horizontalOverflow(phone), [], 'nothing overflows 390px with messages shown');
+
+  // Text is readable: WCAG AA contrast everywhere on both layouts.
+  assert.deepEqual(await lowContrast(laptop), [], 'contrast on the laptop page');
+  assert.deepEqual(await lowContrast(phone), [], 'contrast on the phone page');
 
   const key = await shoot(laptop, shots, '02-laptop-alice-process-1');
   await shoot(phone, shots, '03-phone-alice-process-2');
