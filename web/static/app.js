@@ -378,10 +378,11 @@
       setState('connected', '');
       showTransport();
       const node = await whoami();
-      if (socket.connected) showNode(node);
+      if (socket.connected) { showNode(node); $('node-note').textContent = ''; }
     });
     socket.on('disconnect', (reason) => {
       showTransport();
+      $('node-note').textContent = 'last known';
       if (socket.active) setState('reconnecting', `Connection lost (${reason}).`);
       else setState('disconnected', reason === 'io client disconnect' ? 'You disconnected.' : `The server closed the connection (${reason}).`);
     });
@@ -450,7 +451,7 @@
     $('messages-empty').hidden = false;
     $('notifications-empty').hidden = false;
     $('errors-card').hidden = true;
-    for (const id of ['send-result', 'post-result', 'conn-detail']) $(id).textContent = '';
+    for (const id of ['send-result', 'post-result', 'conn-detail', 'node-note']) $(id).textContent = '';
     showNode('');
     $('node-id').textContent = '—';
     setState('signed-out');

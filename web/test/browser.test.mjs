@@ -241,12 +241,14 @@ test('killing the process behind a page: it shows reconnecting, then works on th
   // Wait until at least one reconnection attempt has failed against the dead process.
   await frank.waitForFunction(() => Number(document.querySelector('[data-testid="status"]').dataset.attempt) >= 2);
   assert.equal(await frank.textContent(tid('status-text')), 'Reconnecting…');
+  assert.equal(await frank.textContent(tid('node-note')), 'last known');
   await shoot(frank, shots, '07-laptop-reconnecting');
 
   balancer.point(p2.port);
   await frank.waitForSelector(`${tid('status')}[data-state="connected"]`);
   await frank.waitForFunction((n) => document.querySelector('[data-testid="node"]').dataset.node === n, p2.node);
   assert.equal(await frank.textContent(tid('reconnects')), '1');
+  assert.equal(await frank.textContent(tid('node-note')), '');
 
   await send(frank, 'grace', 'after the crash, via process 2');
   await waitMessage(grace, 'after the crash, via process 2', 'in');
