@@ -23,6 +23,8 @@ let redis; let p1; let p2; let browser; let balancer; let shots;
 const cleanups = [];
 
 before(async () => {
+  browser = await launchChromium(); // fails with "apt-get install -y chromium" when missing
+  cleanups.push(() => browser.close());
   redis = await startRedis();
   cleanups.push(() => redis.stop());
   const env = { REDIS_URL: redis.url, JWT_SECRET: 'browser-test-secret', DEV_TOKENS: '1' };
@@ -31,8 +33,6 @@ before(async () => {
   p2 = await startSwitchboard({ env: { ...env, NODE_ID: 'switchboard-2' } });
   cleanups.push(() => p2.stop('SIGKILL'));
   assert.notEqual(p1.node, p2.node, 'the two processes report different node ids');
-  browser = await launchChromium(); // fails with "apt-get install -y chromium" when missing
-  cleanups.push(() => browser.close());
   shots = screenshotDir();
   console.log(`screenshots folder: ${shots}`);
 });
