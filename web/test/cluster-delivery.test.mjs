@@ -9,7 +9,7 @@
 // duplicated before it.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startRedis, startSwitchboard } from './lib/harness.mjs';
+import { freePort, startRedis, startSwitchboard } from './lib/harness.mjs';
 import {
   SECRET, ack, assertSent, countBefore, devices, getJSON, isSent, marker, retry, uid, waitStatus,
 } from './lib/sockets.mjs';
@@ -226,5 +226,44 @@ describe('redis outage and recovery', () => {
       assert.equal(r.status, 202);
       return f1.inbox.next((m) => m?.event === 'recovered' && m.args === i, 1000).then(() => true, () => false);
     }, { attempts: 20, intervalMs: 200, what: 'POST /api/events across processes after recovery' });
+  });
+
+  it('Redis unreachable at start: both processes serve (ready 503), then join up when it appears', { timeout: 120000 }, async (t) => {
+    const port = await freePort();
+    const env = { REDIS_URL: `redis://127.0.0.1:${port}/0`, JWT_SECRET: SECRET, API_KEY };
+    const starting = [1, 2].map((n) => startSwitchboard({ env: { ...env, NODE_ID: `late-${n}` } }));
+    t.after(async () => { await Promise.all(starting.map((p) => p.then((q) => q.stop(), () => {}))); });
+    const procs = await Promise.all(starting);
+    const [q1, q2] = procs;
+    for (const p of procs) {
+      const r = await waitStatus(p.url + '/readyz', 503);
+      assert.equal(typeof (r.body?.reason ?? r.body?.error?.message), 'string', `/readyz 503 has no reason: ${JSON.stringify(r.body)}`);
+    }
+    const on1 = devices(t, q1.url);
+    const on2 = devices(t, q2.url);
+    const h = uid('H');
+    const k = uid('K');
+    const h1 = await on1(h);
+    const k1 = await on1(k);
+    const k2 = await on2(k);
+    const text = 'no redis yet ' + uid('t');
+    const msg = assertSent(await ack(h1.socket, 'sendMessage', { to: k, text }), { from: h, to: k, text });
+    assert.deepEqual(await k1.inbox.next(isSent(text)), { event: 'message_sent', id: k, args: msg });
+
+    const late = await startRedis({ port });
+    t.after(() => late.stop());
+    await waitStatus(q1.url + '/readyz', 200, { timeoutMs: 30000 });
+    await waitStatus(q2.url + '/readyz', 200, { timeoutMs: 30000 });
+    const got = await retry(async (i) => {
+      const t2 = `redis arrived ${i} ${uid('t')}`;
+      const reply = await ack(h1.socket, 'sendMessage', { to: k, text: t2 });
+      assert.equal(reply?.ok, true, JSON.stringify(reply));
+      return k2.inbox.next(isSent(t2), 1000).then((m) => m, () => null);
+    }, { attempts: 20, intervalMs: 200, what: 'cross-process delivery once Redis appeared' });
+    assert.equal(got.id, k);
+    // Exactly once, now that both paths exist: k1 (same process) and k2 (other).
+    const mk = await marker(h1, k);
+    assert.equal(await countBefore(k1.inbox, isSent(got.args.text), mk), 1, 'same-process device: copies');
+    assert.equal(await countBefore(k2.inbox, isSent(got.args.text), mk), 1, 'other-process device: copies');
   });
 });
