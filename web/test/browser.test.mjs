@@ -153,6 +153,13 @@ test('one user on two processes (laptop and phone) and another user: messages, m
     copyFileSync(key, path.join(ROOT, 'web', 'screenshot.png'));
     console.log(`updated ${path.join(ROOT, 'web', 'screenshot.png')}`);
   }
+
+  // User text is shown as text, never parsed as HTML.
+  const markup = '<img src=x onerror="window.__xss=1"> <b>bold?</b>';
+  await send(bob, 'alice', markup);
+  await waitMessage(phone, markup, 'in');
+  assert.equal(await phone.$$eval(`${tid('messages')} img, ${tid('messages')} b`, (els) => els.length), 0);
+  assert.equal(await phone.evaluate(() => window.__xss), undefined);
 });
 
 test('a burst over the rate limit is shown as rate_limited and the socket stays up', async () => {
