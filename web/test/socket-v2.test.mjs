@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startSwitchboard } from './lib/harness.mjs';
 import {
-  SECRET, ack, assertAckError, assertErrorEvent, assertSent, countBefore, devices, ioV2, isError, isSent, marker, open,
+  SECRET, ack, assertAckError, heartbeats, assertErrorEvent, assertSent, countBefore, devices, ioV2, isError, isSent, marker, open,
   refused, token, uid, upgraded,
 } from './lib/sockets.mjs';
 
@@ -145,4 +145,21 @@ describe('v2 client: the router', () => {
     const msg = assertSent(await ack(a1.socket, 'sendMessage', { to: b, text }), { from: a, to: b, text });
     assert.deepEqual(await b1.inbox.next(isSent(text)), { event: 'message_sent', id: b, args: msg });
   });
+});
+
+describe('v2 client: heartbeat (Engine.IO v3: the client pings)', () => {
+  let fast;
+  before(async () => { fast = await startSwitchboard({ env: { JWT_SECRET: SECRET, PING_INTERVAL: '200ms', PING_TIMEOUT: '300ms' } }); });
+  after(async () => { await fast?.stop(); });
+  for (const transports of [['websocket'], ['polling'], undefined]) {
+    it(`the server answers the client's pings and the connection stays (${transports ?? 'default'})`, T, async (t) => {
+      const connect = devices(t, fast.url);
+      const a = uid('a');
+      const a1 = await connect(a, { client: 'v2', via: 'query', transports });
+      await heartbeats(a1.socket, 'pong', 5);
+      assert.deepEqual(a1.disconnects, []);
+      const reply = await ack(a1.socket, 'sendMessage', { to: uid('x'), text: 'after five pongs' });
+      assert.equal(reply?.ok, true, JSON.stringify(reply));
+    });
+  }
 });

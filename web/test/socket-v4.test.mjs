@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { devToken, signToken, startSwitchboard } from './lib/harness.mjs';
 import {
   SECRET, ack, assertAckError, assertErrorEvent, assertSent, countBefore, devices, getJSON,
-  invalidTokens, ioV4, isError, isSent, marker, open, pair, refused, retry, token, uid, upgraded,
+  heartbeats, invalidTokens, ioV4, isError, isSent, marker, open, pair, refused, retry, token, uid, upgraded,
 } from './lib/sockets.mjs';
 
 const T = { timeout: 60000 };
@@ -609,6 +609,20 @@ describe('payload limit (MAX_PAYLOAD_BYTES=2000)', () => {
     });
     it(`a binary attachment over the limit does not crash the server (${transports})`, T, async (t) => {
       await oversized(t, transports, (to) => ({ to, text: 'x', blob: Buffer.alloc(3000, 9) }));
+    });
+  }
+});
+
+describe('heartbeat (PING_INTERVAL=200ms, PING_TIMEOUT=300ms)', () => {
+  const srv = server({ JWT_SECRET: SECRET, PING_INTERVAL: '200ms', PING_TIMEOUT: '300ms' });
+  for (const transports of [['websocket'], ['polling'], undefined]) {
+    it(`the client answers the server's pings and stays connected (${transports ?? 'default'})`, T, async (t) => {
+      const { a, b, a1, b1 } = await pair(t, srv.sb.url, { aOpts: { transports }, bOpts: { transports } });
+      await heartbeats(a1.socket, 'ping', 5);
+      assert.deepEqual(a1.disconnects, []);
+      const text = 'after five pings';
+      const msg = assertSent(await ack(a1.socket, 'sendMessage', { to: b, text }), { from: a, to: b, text });
+      assert.deepEqual(await b1.inbox.next(isSent(text)), { event: 'message_sent', id: b, args: msg });
     });
   }
 });

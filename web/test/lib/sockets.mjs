@@ -224,3 +224,15 @@ export async function pair(t, baseUrl, { aOpts = {}, bOpts = {} } = {}) {
   const b = uid('b');
   return { connect, a, b, a1: await connect(a, aOpts), b1: await connect(b, bOpts) };
 }
+
+// heartbeats resolves after the client's Manager has emitted event n times:
+// "ping" for v4 (Engine.IO v4: the server pings), "pong" for v2 (Engine.IO
+// v3: the client pings and the server must answer).
+export function heartbeats(socket, event, n, timeoutMs = 15000) {
+  return new Promise((resolve, reject) => {
+    let seen = 0;
+    const on = () => { seen += 1; if (seen >= n) { clearTimeout(t); socket.io.off(event, on); resolve(); } };
+    const t = setTimeout(() => { socket.io.off(event, on); reject(new Error(`saw ${seen} of ${n} "${event}" heartbeats`)); }, timeoutMs);
+    socket.io.on(event, on);
+  });
+}
