@@ -83,16 +83,27 @@ export async function startHaproxy({ upstreams, cfgText, port } = {}) {
 
 // tracer gives a client transports that record, for every Engine.IO request,
 // the status and the X-Switchboard-Node header of the answer: each polling
-// response, and the 101 of each websocket handshake. Bodies of failed polling
-// responses are kept too. Pass `transports: t.polling | t.websocket | t.both`.
+// response, and the 101 of each websocket handshake, with the Engine.IO
+// session (sid) it belongs to where the request or the open packet names it.
+// Bodies of failed polling responses are kept too.
+// Pass `transports: t.polling | t.websocket | t.both`.
 export function tracer() {
   const seen = [];
+  const waiters = [];
+  const record = (entry) => {
+    seen.push(entry);
+    for (const w of [...waiters]) {
+      if (w.pred(entry)) { waiters.splice(waiters.indexOf(w), 1); clearTimeout(w.timer); w.resolve(entry); }
+    }
+  };
   class TracedFetch extends Fetch {
     _fetch(data) {
+      const sid = this.query.sid;
       return super._fetch(data).then(async (res) => {
-        const entry = { transport: 'polling', method: data === undefined ? 'GET' : 'POST', status: res.status, node: res.headers.get(NODE_HEADER) };
+        const entry = { transport: 'polling', method: data === undefined ? 'GET' : 'POST', status: res.status, node: res.headers.get(NODE_HEADER), sid };
         if (!res.ok) entry.body = await res.clone().text();
-        seen.push(entry);
+        else if (!sid) entry.sid = handshakeSid(await res.clone().text());
+        record(entry);
         return res;
       });
     }
@@ -100,7 +111,8 @@ export function tracer() {
   class TracedWebSocket extends NodeWebSocket {
     createSocket(uri, protocols, opts) {
       const ws = super.createSocket(uri, protocols, opts);
-      ws.once('upgrade', (res) => seen.push({ transport: 'websocket', status: res.statusCode, node: res.headers[NODE_HEADER] }));
+      const sid = this.query.sid; // absent on a websocket-only handshake
+      ws.once('upgrade', (res) => record({ transport: 'websocket', status: res.statusCode, node: res.headers[NODE_HEADER], sid }));
       return ws;
     }
   }
@@ -110,6 +122,16 @@ export function tracer() {
     websocket: [TracedWebSocket],
     both: [TracedFetch, TracedWebSocket],
     nodes() { return [...new Set(seen.map((e) => e.node))]; },
+    // next resolves with the first recorded (or future) entry matching pred.
+    next(pred, timeoutMs = 10000) {
+      const have = seen.find(pred);
+      if (have) return Promise.resolve(have);
+      return new Promise((resolve, reject) => {
+        const w = { pred, resolve };
+        w.timer = setTimeout(() => { waiters.splice(waiters.indexOf(w), 1); reject(new Error(`no such request within ${timeoutMs} ms: ${JSON.stringify(seen)}`)); }, timeoutMs);
+        waiters.push(w);
+      });
+    },
   };
 }
 
@@ -128,7 +150,7 @@ export async function rawPoll(baseUrl, { sid, cookie } = {}) {
 }
 
 export function handshakeSid(body) {
-  const m = /^0(\{.*\})/.exec(body);
+  const m = /^0(\{[^\x1e]*\})/.exec(body);
   if (!m) throw new Error(`not an Engine.IO open packet: ${JSON.stringify(body)}`);
   return JSON.parse(m[1]).sid;
 }
