@@ -119,8 +119,13 @@ async function trackedClient(base, user, transports) {
   const socket = await connectSocket(io, base + '/socket', {
     auth: { token }, transports, reconnection: true, reconnectionDelay: 200, reconnectionDelayMax: 400,
   });
-  const rec = { socket, connects: 1, reasons: [] };
+  // harness.connectSocket leaves once-listeners that close the socket on a
+  // later connect_error/error; a reconnecting client must keep going.
+  socket.off('connect_error');
+  socket.off('error');
+  const rec = { socket, connects: 1, reasons: [], errors: [] };
   socket.on('connect', () => { rec.connects += 1; });
+  socket.on('connect_error', (err) => rec.errors.push({ message: err.message, data: err.data }));
   socket.on('disconnect', (reason) => rec.reasons.push(reason));
   return rec;
 }
@@ -157,10 +162,40 @@ describe('shutdown', () => {
         assert.equal(code, 0, `exit code after ${signal}`);
         for (const [i, c] of clients.entries()) {
           const what = i === 0 ? 'websocket client' : 'polling client';
+          const seen = `connects ${c.connects}, disconnect reasons ${JSON.stringify(c.reasons)}, connect errors ${JSON.stringify(c.errors)}`;
           assert.ok(['transport close', 'transport error'].includes(reasons[i]), `${what} disconnect reason: ${reasons[i]}`);
-          assert.equal(c.socket.active, true, `${what} will reconnect (socket.active)`);
-          assert.equal(c.connects, 1, `${what} must not have reconnected to the draining process`);
+          assert.equal(c.connects, 1, `${what} must not have reconnected to the draining process (${seen})`);
+          // A CONNECT refused by the server (connect_error with data) stops a
+          // v4 client for good; a failed transport only delays its retry.
+          assert.deepEqual(c.errors.filter((e) => e.data !== undefined), [], `${what} was refused by the draining process (${seen})`);
+          assert.equal(c.socket.active, true, `${what} will reconnect (socket.active; ${seen})`);
         }
+      } finally {
+        for (const c of clients) c.socket.close();
+        await stopSwitchboard(sb, 'SIGKILL');
+        assertLogLines(sb.lines);
+      }
+    });
+
+    if (signal === 'SIGTERM') it(`${signal} ends every pending long-poll itself: well-behaved polling clients do not hold the drain (SHUTDOWN_TIMEOUT=60s)`, async () => {
+      // With only well-behaved clients nothing may keep the process until
+      // SHUTDOWN_TIMEOUT: the server closes every Engine.IO connection,
+      // polling ones included. The bound below is far under 60 s.
+      const sb = await startSwitchboard({ env: { SHUTDOWN_TIMEOUT: '60s' } });
+      const clients = [];
+      try {
+        for (let i = 0; i < 4; i++) clients.push(await trackedClient(sb.url, `lp-${i}`, ['polling']));
+        for (const c of clients) {
+          const ack = await emitWithAck(c.socket, 'sendMessage', { to: 'nobody', text: 'poll' });
+          assert.equal(ack.ok, true, JSON.stringify(ack));
+        }
+        const disconnects = clients.map((c) => once(c.socket, 'disconnect', 25000).then((v) => (Array.isArray(v) ? v[0] : v), (e) => e.message));
+        sb.proc.kill(signal);
+        const code = await withTimeout(closed(sb.proc, 30000), 15000,
+          `exit after ${signal} with only polling clients, whose disconnects so far are ${JSON.stringify(clients.map((c) => c.reasons))} (a pending long-poll held the drain?); stderr:\n${sb.lines.slice(-5).join('\n')}`);
+        assert.equal(code, 0);
+        const reasons = await Promise.all(disconnects);
+        for (const r of reasons) assert.ok(['transport close', 'transport error'].includes(r), `polling client disconnect reason: ${r}`);
       } finally {
         for (const c of clients) c.socket.close();
         await stopSwitchboard(sb, 'SIGKILL');
