@@ -18,6 +18,7 @@ import {
   BIN, collect, connectSocket, emitWithAck, exited, freePort, requireBinary, signToken,
   startRedis, startSwitchboard,
 } from './lib/harness.mjs';
+import { launchChromium, nodeShown, send as sendFromPage, signIn, waitMessage } from './lib/browser.mjs';
 import {
   CLUSTER_SH, SESSION_UNKNOWN, handshakeSid, rawPoll, readShipped, roundRobinVariant, startHaproxy, tracer,
 } from './lib/cluster.mjs';
@@ -228,6 +229,47 @@ describe('round-robin balancer: the same file without the cookie lines', () => {
     await ring(clients);
     const nodes = clients.map((c) => stuck(c));
     assert.deepEqual([...new Set(nodes)].sort(), NODES);
+  });
+});
+
+describe('a browser on the demo page, through the sticky balancer', () => {
+  it('keeps each page on one process by the cookie alone, shows that process, and pages talk across processes', async () => {
+    const browser = await launchChromium();
+    try {
+      const pages = [];
+      for (let i = 0; i < 3; i++) {
+        const context = await browser.newContext(); // its own cookie jar
+        const page = await context.newPage();
+        const seen = [];
+        page.on('response', (res) => {
+          if (new URL(res.url()).pathname.startsWith('/socket.io/')) seen.push({ status: res.status(), node: res.headers()['x-switchboard-node'] });
+        });
+        await page.goto(`${sticky.url}/?transports=polling`);
+        const id = user('page');
+        await signIn(page, id);
+        pages.push({ page, seen, id });
+      }
+      for (let i = 0; i < pages.length; i++) {
+        const a = pages[i];
+        const b = pages[(i + 1) % pages.length];
+        await sendFromPage(a.page, b.id, `from page ${i}`);
+        await waitMessage(b.page, `from page ${i}`);
+      }
+      const nodes = [];
+      for (const p of pages) {
+        assert.ok(p.seen.length >= 3, `${p.id}: polling requests seen: ${JSON.stringify(p.seen)}`);
+        assert.ok(p.seen.every((e) => e.status === 200), JSON.stringify(p.seen));
+        const mine = [...new Set(p.seen.map((e) => e.node))];
+        assert.equal(mine.length, 1, `${p.id} polled ${mine.join(', ')}`);
+        // The page asks GET /api/whoami, an ordinary request: the cookie
+        // alone sends it to the process that holds the page's session.
+        assert.equal(await nodeShown(p.page), mine[0]);
+        nodes.push(mine[0]);
+      }
+      assert.ok(new Set(nodes).size >= 2, `pages all on ${nodes[0]}: nothing crossed processes`);
+    } finally {
+      await browser.close();
+    }
   });
 });
 
