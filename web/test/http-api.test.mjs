@@ -8,7 +8,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { io } from 'socket.io-client';
 import { collect, connectSocket, devToken, freePort, startRedis, startSwitchboard } from './lib/harness.mjs';
 import {
-  assertJSONError, assertLogLines, labelKey, pollUntil, request, scrape, stopSwitchboard,
+  assertJSONError, assertLogLines, labelKey, pollUntil, rawWebSocket, request, scrape, stopSwitchboard,
 } from './lib/process.mjs';
 
 const ORIGIN = 'http://example.test';
@@ -101,6 +101,14 @@ describe('development-mode process (no JWT_SECRET, no API_KEY, NODE_ID set)', ()
     for (const [method, path, headers = {}, body] of cases) {
       const res = await request(u + path, { method, headers, body });
       assert.equal(res.headers['x-switchboard-node'], NODE, `${method} ${path} (HTTP ${res.status}): X-Switchboard-Node`);
+    }
+    // The websocket upgrade's 101 is an HTTP response too.
+    const ws = await rawWebSocket(ctx.sb.port);
+    try {
+      assert.equal(ws.status, 101, ws.head);
+      assert.match(ws.head, new RegExp(`^x-switchboard-node: ${NODE}\r?$`, 'im'), `101 Switching Protocols: X-Switchboard-Node\n${ws.head}`);
+    } finally {
+      ws.destroy();
     }
   });
 
@@ -246,6 +254,12 @@ describe('push API: POST /api/events (development mode, API_KEY, MAX_PAYLOAD_BYT
       assertJSONError(await post(paddedEventsBody(5001), undefined, { chunked }), 413, `5001-byte body (${how})`);
       assertJSONError(await post(paddedEventsBody(60000), undefined, { chunked }), 413, `60000-byte body (${how})`);
     }
+  });
+
+  it('an HTTP body over MAX_PAYLOAD_BYTES on /api/dev/token also gets a 413 JSON error', async () => {
+    const body = JSON.stringify({ user: 'u'.repeat(6000) });
+    const res = await request(ctx.sb.url + '/api/dev/token', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    assertJSONError(res, 413, `POST /api/dev/token with a ${body.length}-byte body`);
   });
 
   it('a preflight for /api/events in development mode allows the origin', async () => {

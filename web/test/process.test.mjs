@@ -299,6 +299,63 @@ describe('bad input at the transport (MAX_PAYLOAD_BYTES=5000)', () => {
     await assertStillServing('after-polling-garbage');
   });
 
+  it('an Engine.IO message of exactly MAX_PAYLOAD_BYTES is handled; one byte more is not (websocket and polling)', async (t) => {
+    const token = await devToken(sb.url, 'limit');
+    // One Engine.IO message (type "4" included) of exactly `size` bytes: a
+    // valid, acked postUpdated whose postId pads it.
+    const packet = (size, ackId) => {
+      const make = (n) => `42/socket,${ackId}` + JSON.stringify(['postUpdated', { postId: 'p'.repeat(n), mentions: ['nobody'] }]);
+      const text = make(size - Buffer.byteLength(make(0)));
+      assert.equal(Buffer.byteLength(text), size);
+      return text;
+    };
+    const isOkAck = (text, id) => text.startsWith(`43/socket,${id}[`) && JSON.parse(text.slice(`43/socket,${id}`.length))[0]?.ok === true;
+
+    // websocket
+    const ws = await socketIOOverRaw(sb.port, token);
+    const ws2 = await socketIOOverRaw(sb.port, token);
+    try {
+      ws.sendText(packet(5000, 81));
+      const ack = await ws.next((f) => f.text?.startsWith('43/socket,81'), 10000);
+      assert.ok(ack && isOkAck(ack.text, 81), `websocket: a 5000-byte message must be handled: ${ack?.text?.slice(0, 200) ?? 'connection closed'}`);
+      ws2.sendText(packet(5001, 82));
+      const over = await ws2.next((f) => f.text?.startsWith('43/socket,82'), 4000).then((f) => (f ? 'answered' : 'closed'), () => 'silent');
+      t.diagnostic(`websocket, 5001-byte message: ${over}`);
+      assert.notEqual(over, 'answered', 'websocket: a 5001-byte message over MAX_PAYLOAD_BYTES=5000 was handled');
+    } finally {
+      ws.destroy();
+      ws2.destroy();
+    }
+
+    // polling: one message per POST body, so body size = message size
+    const u = sb.url;
+    const session = async () => {
+      const { sid } = await pollingHandshake(u);
+      const q = `${u}/socket.io/?EIO=4&transport=polling&sid=${sid}`;
+      const post = (body) => request(q, { method: 'POST', headers: { 'content-type': 'text/plain;charset=UTF-8' }, body });
+      const get = async (pred) => { // long-poll until a packet matches, bounded
+        for (let i = 0; i < 5; i++) {
+          const r = await request(q, { timeoutMs: 15000 });
+          assert.equal(r.status, 200, `poll GET: ${r.text}`);
+          const hit = r.text.split('\x1e').find(pred);
+          if (hit) return hit;
+        }
+        return null;
+      };
+      assert.equal((await post('40/socket,' + JSON.stringify({ token }))).status, 200);
+      assert.ok(await get((p) => p.startsWith('40/socket,')), 'polling: namespace connect reply');
+      return { post, get };
+    };
+    const a = await session();
+    const okPost = await a.post(packet(5000, 83));
+    assert.equal(okPost.status, 200, `polling: a 5000-byte POST: HTTP ${okPost.status} ${okPost.text}`);
+    const pAck = await a.get((p) => p.startsWith('43/socket,83'));
+    assert.ok(pAck && isOkAck(pAck, 83), `polling: the 5000-byte message must be handled: ${pAck?.slice(0, 200)}`);
+    const b = await session();
+    const overPost = await b.post(packet(5001, 84));
+    assert.notEqual(overPost.status, 200, 'polling: a 5001-byte POST over MAX_PAYLOAD_BYTES=5000 was accepted');
+  });
+
   it('malformed Engine.IO/Socket.IO packets and broken frames over a raw websocket do not hurt the process', async (t) => {
     const token = await devToken(sb.url, 'raw-ws');
     const probeAck = '42/socket,77["sendMessage",{"to":"probe","text":"still alive"}]';
