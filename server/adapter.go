@@ -1,0 +1,200 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	redisadapter "github.com/zishang520/socket.io/adapters/redis/v3"
+	"github.com/zishang520/socket.io/adapters/redis/v3/adapter"
+	sio "github.com/zishang520/socket.io/servers/socket/v3"
+)
+
+// Redis timeouts: short, so that an outage degrades deliveries to this
+// process instead of stalling event handlers.
+const (
+	redisOpTimeout     = time.Second
+	redisProbeInterval = time.Second
+	redisBackoffMax    = 2 * time.Second
+	errorLogInterval   = 5 * time.Second
+)
+
+// redisLink owns the Redis clients behind the Socket.IO adapter and knows
+// whether Redis answers.
+type redisLink struct {
+	pub, sub *goredis.Client
+	client   *redisadapter.RedisClient
+	cancel   context.CancelFunc
+	logger   *slog.Logger
+	onError  func()
+
+	up      atomic.Bool
+	lastErr atomic.Pointer[string]
+
+	logMu      sync.Mutex
+	lastLogged time.Time
+	suppressed int
+
+	started   atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+func newRedisLink(rawURL string, logger *slog.Logger, onError func()) (*redisLink, error) {
+	opt, err := goredis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	opt.DialTimeout = redisOpTimeout
+	opt.ReadTimeout = redisOpTimeout
+	opt.WriteTimeout = redisOpTimeout
+	opt.PoolTimeout = redisOpTimeout
+	opt.MaxRetries = 1
+
+	subOpt := *opt
+	// The adapter's receive loops retry at once on every error; while Redis
+	// is down each retry dials. Backing off in the dialer keeps an outage
+	// from spinning a core and flooding the log.
+	subOpt.Dialer = (&backoffDialer{max: redisBackoffMax}).DialContext
+
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &redisLink{
+		pub:     goredis.NewClient(opt),
+		sub:     goredis.NewClient(&subOpt),
+		cancel:  cancel,
+		logger:  logger,
+		onError: onError,
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	l.client = redisadapter.NewRedisClientWithSub(ctx, l.pub, l.sub)
+	_ = l.client.On("error", l.adapterError)
+	l.setDown("not probed yet")
+	return l, nil
+}
+
+// builder is the Socket.IO adapter constructor over this link.
+func (l *redisLink) builder() sio.AdapterConstructor {
+	return &adapter.RedisAdapterBuilder{Redis: l.client, Opts: adapter.DefaultRedisAdapterOptions()}
+}
+
+// run probes Redis until close; it is what flips readiness and the
+// delivery mode (published or local only).
+func (l *redisLink) run() {
+	defer close(l.done)
+	t := time.NewTicker(redisProbeInterval)
+	defer t.Stop()
+	for {
+		l.probe()
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (l *redisLink) probe() {
+	ctx, cancel := context.WithTimeout(context.Background(), redisOpTimeout)
+	defer cancel()
+	if err := l.pub.Ping(ctx).Err(); err != nil {
+		if l.up.Load() {
+			l.logger.Warn("redis unreachable: deliveries stay on this process", "err", err)
+		}
+		l.setDown(err.Error())
+		return
+	}
+	if !l.up.Swap(true) {
+		l.logger.Info("redis connected")
+	}
+}
+
+func (l *redisLink) setDown(reason string) {
+	l.up.Store(false)
+	l.lastErr.Store(&reason)
+}
+
+// ready returns nil when Redis answers, else the reason.
+func (l *redisLink) ready() error {
+	if l.up.Load() {
+		return nil
+	}
+	return errors.New("redis: " + *l.lastErr.Load())
+}
+
+// adapterError counts every adapter error and logs at most one line per
+// errorLogInterval, with the count of those not logged.
+func (l *redisLink) adapterError(args ...any) {
+	l.onError()
+	l.logMu.Lock()
+	now := time.Now()
+	if now.Sub(l.lastLogged) < errorLogInterval {
+		l.suppressed++
+		l.logMu.Unlock()
+		return
+	}
+	suppressed := l.suppressed
+	l.lastLogged, l.suppressed = now, 0
+	l.logMu.Unlock()
+	var err any = "unknown"
+	if len(args) > 0 {
+		err = args[0]
+	}
+	l.logger.Warn("redis adapter error", "err", fmt.Sprint(err), "suppressed", suppressed)
+}
+
+func (l *redisLink) start() {
+	l.started.Store(true)
+	go l.run()
+}
+
+// close stops the probe and closes both clients; the adapter's
+// subscriptions end with its context. It is idempotent.
+func (l *redisLink) close() error {
+	l.closeOnce.Do(func() {
+		close(l.stop)
+		if l.started.Load() {
+			<-l.done
+		}
+		l.cancel()
+		l.closeErr = errors.Join(l.pub.Close(), l.sub.Close())
+	})
+	return l.closeErr
+}
+
+// backoffDialer waits after a failed dial, doubling up to max, so that a
+// caller retrying in a loop retries at a bounded rate.
+type backoffDialer struct {
+	d        net.Dialer
+	max      time.Duration
+	mu       sync.Mutex
+	failures int
+}
+
+func (b *backoffDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := b.d.DialContext(ctx, network, addr)
+	b.mu.Lock()
+	if err == nil {
+		b.failures = 0
+		b.mu.Unlock()
+		return conn, nil
+	}
+	wait := min(b.max, 50*time.Millisecond<<min(b.failures, 8))
+	b.failures++
+	b.mu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil, err
+}

@@ -1,0 +1,259 @@
+package server
+
+import (
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the server's configuration. ConfigFromEnv reads it from the
+// environment; New validates it again because embedders build it by hand.
+type Config struct {
+	Addr string // listen address; "" is ":7999"
+
+	// RedisURL is redis://[:password@]host:port/db; "" runs one process
+	// with the in-memory adapter.
+	RedisURL string
+
+	// JWTSecret is the HS256 secret. Empty means development mode: a random
+	// per-process secret, dev tokens on and permissive CORS by default.
+	JWTSecret []byte
+	DevMode   bool
+	// DevTokens enables POST /api/dev/token.
+	DevTokens bool
+	// APIKey is the bearer key of POST /api/events; "" answers 404 there.
+	APIKey string
+	// CORSOrigins are the allowed origins; "*" allows any. Empty allows none.
+	CORSOrigins []string
+
+	MaxPayloadBytes int64         // largest Engine.IO message and HTTP body
+	PingInterval    time.Duration // Engine.IO heartbeat
+	PingTimeout     time.Duration
+	RateLimit       float64 // events per second per socket; 0 disables
+	RateBurst       int     // bucket size
+	ShutdownTimeout time.Duration
+	LogLevel        slog.Level
+
+	// NodeID names this process in the X-Switchboard-Node header and
+	// /api/whoami; "" is the host name with a random suffix.
+	NodeID string
+	// DebugAddr serves net/http/pprof when set; "" (the default) is off.
+	DebugAddr string
+}
+
+// ConfigError names the variable whose value is bad.
+type ConfigError struct {
+	Variable string
+	Value    string
+	Reason   string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("invalid configuration: %s=%q: %s", e.Variable, e.Value, e.Reason)
+}
+
+// ConfigFromEnv reads the contract's environment variables.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
+	bad := func(k, why string) error { return &ConfigError{Variable: k, Value: get(k), Reason: why} }
+	c := Config{
+		Addr:      get("ADDR"),
+		RedisURL:  get("REDIS_URL"),
+		APIKey:    get("API_KEY"),
+		NodeID:    get("NODE_ID"),
+		DebugAddr: get("DEBUG_ADDR"),
+	}
+	if c.Addr == "" {
+		c.Addr = ":7999"
+	}
+	if secret := get("JWT_SECRET"); secret != "" {
+		c.JWTSecret = []byte(secret)
+	} else {
+		c.DevMode = true
+		c.JWTSecret = []byte(rand.Text() + rand.Text())
+	}
+
+	switch strings.ToLower(get("DEV_TOKENS")) {
+	case "":
+		c.DevTokens = c.DevMode
+	case "1", "true", "on", "yes":
+		c.DevTokens = true
+	case "0", "false", "off", "no":
+		c.DevTokens = false
+	default:
+		return c, bad("DEV_TOKENS", "want 1 or 0")
+	}
+
+	if v := get("CORS_ORIGINS"); v != "" {
+		for _, o := range strings.Split(v, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.CORSOrigins = append(c.CORSOrigins, o)
+			}
+		}
+	} else if c.DevMode {
+		c.CORSOrigins = []string{"*"}
+	}
+
+	var err error
+	if c.MaxPayloadBytes, err = positiveInt(get("MAX_PAYLOAD_BYTES"), 1_000_000); err != nil {
+		return c, bad("MAX_PAYLOAD_BYTES", err.Error())
+	}
+	if c.PingInterval, err = duration(get("PING_INTERVAL"), 25*time.Second); err != nil {
+		return c, bad("PING_INTERVAL", err.Error())
+	}
+	if c.PingTimeout, err = duration(get("PING_TIMEOUT"), 20*time.Second); err != nil {
+		return c, bad("PING_TIMEOUT", err.Error())
+	}
+	if c.ShutdownTimeout, err = duration(get("SHUTDOWN_TIMEOUT"), 10*time.Second); err != nil {
+		return c, bad("SHUTDOWN_TIMEOUT", err.Error())
+	}
+	if c.RateLimit, err = rate(get("RATE_LIMIT"), 20); err != nil {
+		return c, bad("RATE_LIMIT", err.Error())
+	}
+	burst, err := positiveInt(get("RATE_BURST"), 40)
+	if err != nil {
+		return c, bad("RATE_BURST", err.Error())
+	}
+	c.RateBurst = int(burst)
+	if c.LogLevel, err = level(get("LOG_LEVEL")); err != nil {
+		return c, bad("LOG_LEVEL", err.Error())
+	}
+	return c, c.Validate()
+}
+
+// Validate checks what ConfigFromEnv checks, for configurations built by hand.
+func (c *Config) Validate() error {
+	bad := func(k, v, why string) error { return &ConfigError{Variable: k, Value: v, Reason: why} }
+	if err := checkAddr(c.Addr); err != nil {
+		return bad("ADDR", c.Addr, err.Error())
+	}
+	if c.RedisURL != "" {
+		if err := checkRedisURL(c.RedisURL); err != nil {
+			return bad("REDIS_URL", c.RedisURL, err.Error())
+		}
+	}
+	if c.DebugAddr != "" {
+		if err := checkAddr(c.DebugAddr); err != nil {
+			return bad("DEBUG_ADDR", c.DebugAddr, err.Error())
+		}
+	}
+	if len(c.JWTSecret) == 0 {
+		return bad("JWT_SECRET", "", "must not be empty")
+	}
+	switch {
+	case c.MaxPayloadBytes < 1:
+		return bad("MAX_PAYLOAD_BYTES", strconv.FormatInt(c.MaxPayloadBytes, 10), "must be positive")
+	case c.PingInterval <= 0:
+		return bad("PING_INTERVAL", c.PingInterval.String(), "must be positive")
+	case c.PingTimeout <= 0:
+		return bad("PING_TIMEOUT", c.PingTimeout.String(), "must be positive")
+	case c.ShutdownTimeout <= 0:
+		return bad("SHUTDOWN_TIMEOUT", c.ShutdownTimeout.String(), "must be positive")
+	case c.RateLimit < 0:
+		return bad("RATE_LIMIT", fmt.Sprint(c.RateLimit), "must not be negative")
+	case c.RateBurst < 1:
+		return bad("RATE_BURST", strconv.Itoa(c.RateBurst), "must be at least 1")
+	}
+	return nil
+}
+
+// nodeID is NODE_ID, or the host name with a random suffix.
+func (c *Config) nodeID() string {
+	if c.NodeID != "" {
+		return c.NodeID
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "switchboard"
+	}
+	return host + "-" + strings.ToLower(rand.Text()[:6])
+}
+
+func positiveInt(v string, def int64) (int64, error) {
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("want a positive integer")
+	}
+	return n, nil
+}
+
+func duration(v string, def time.Duration) (time.Duration, error) {
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("want a positive duration such as 25s")
+	}
+	return d, nil
+}
+
+// rate accepts "20" and "20/s"; 0 disables the limiter.
+func rate(v string, def float64) (float64, error) {
+	if v == "" {
+		return def, nil
+	}
+	f, err := strconv.ParseFloat(strings.TrimSuffix(v, "/s"), 64)
+	if err != nil || f < 0 || f != f || f > 1e9 {
+		return 0, fmt.Errorf("want events per second, such as 20")
+	}
+	return f, nil
+}
+
+func level(v string) (slog.Level, error) {
+	switch strings.ToLower(v) {
+	case "", "info":
+		return slog.LevelInfo, nil
+	case "debug":
+		return slog.LevelDebug, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("want debug, info, warn or error")
+}
+
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port must be 0 to 65535")
+	}
+	return nil
+}
+
+func checkRedisURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("not a URL")
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return fmt.Errorf("scheme must be redis:// or rediss://")
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("missing host")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port must be 1 to 65535")
+		}
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		if _, err := strconv.Atoi(db); err != nil {
+			return fmt.Errorf("database must be a number")
+		}
+	}
+	return nil
+}
