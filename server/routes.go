@@ -36,7 +36,9 @@ func (s *Server) routes(static fs.FS) (*gin.Engine, error) {
 	r.Any("/socket.io/*any", gin.WrapH(s.app.Handler()))
 
 	r.NoRoute(func(c *gin.Context) { apiError(c, http.StatusNotFound, "not_found", "no such route") })
-	r.NoMethod(func(c *gin.Context) { apiError(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed") })
+	r.NoMethod(func(c *gin.Context) {
+		apiError(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
+	})
 	return r, nil
 }
 
@@ -103,4 +105,3 @@ func (s *Server) cors(c *gin.Context) {
 	}
 	c.Next()
 }
-
