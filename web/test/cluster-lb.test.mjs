@@ -11,7 +11,10 @@
 // last.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { io } from 'socket.io-client';
 import {
@@ -334,7 +337,7 @@ describe('deploy/cluster.sh (the same topology, as the README runs it)', () => {
     const sbPorts = [await freePort(), await freePort(), await freePort()];
     const env = {
       ...process.env, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
-      SB_PORTS: sbPorts.join(' '), SWITCHBOARD_BIN: BIN,
+      SB_PORTS: sbPorts.join(' '), SWITCHBOARD_BIN: BIN, LOG_DIR: mkdtempSync(path.join(os.tmpdir(), 'sb-cluster-sh-')),
     };
     const script = spawn('bash', [CLUSTER_SH], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out = [];
@@ -370,6 +373,7 @@ describe('deploy/cluster.sh (the same topology, as the README runs it)', () => {
       }
     } finally {
       if (!stopped) { script.kill('SIGTERM'); await exited(script); }
+      rmSync(env.LOG_DIR, { recursive: true, force: true });
     }
   });
 });
