@@ -3,12 +3,14 @@
 // JWT secret) and HAProxy running deploy/haproxy.cfg unchanged, with loopback
 // addresses in its environment. socket.io-client v4 goes through the balancer
 // with polling only, websocket only and polling-then-upgrade. Every Engine.IO
-// request's answer is traced (status and X-Switchboard-Node) by the client's
-// own transports, so "stays on one process" is checked request by request.
-// A second HAProxy runs the same file with the cookie lines removed (plain
-// round robin) to show that polling breaks without stickiness and websocket
-// does not. deploy/cluster.sh, the README's "without Docker" script, is run
-// last.
+// request's answer is traced (status, X-Switchboard-Node, session) by the
+// client's own transports, so "stays on one process" is checked request by
+// request. A second HAProxy runs the same file with the cookie lines removed
+// (plain round robin) to show that polling breaks without stickiness and
+// websocket does not; nginx with an address hash shows why that key was not
+// chosen; chromium on the demo page shows that browsers keep the cookie; a
+// process is stopped with SIGTERM and its clients move. deploy/cluster.sh, the
+// README's "without Docker" script, is run last.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,7 +25,8 @@ import {
 } from './lib/harness.mjs';
 import { launchChromium, nodeShown, send as sendFromPage, signIn, waitMessage } from './lib/browser.mjs';
 import {
-  CLUSTER_SH, SESSION_UNKNOWN, handshakeSid, rawPoll, readShipped, roundRobinVariant, startHaproxy, tracer,
+  CLUSTER_SH, SESSION_UNKNOWN, handshakeSid, rawPoll, readShipped, roundRobinVariant, startHaproxy,
+  startNginxAddressHash, tracer,
 } from './lib/cluster.mjs';
 
 const SECRET = 'cluster-lb-test-secret';
@@ -232,6 +235,24 @@ describe('round-robin balancer: the same file without the cookie lines', () => {
     await ring(clients);
     const nodes = clients.map((c) => stuck(c));
     assert.deepEqual([...new Set(nodes)].sort(), NODES);
+  });
+});
+
+describe('why not nginx: an address hash puts one address on one process', () => {
+  it('sends every client from 127.0.0.1 to the same process', async (t) => {
+    const nginx = await startNginxAddressHash({ upstreams: NODES.map((n) => sb[n].port) });
+    t.after(() => nginx.stop());
+    const count = {};
+    for (let i = 0; i < 12; i++) {
+      const c = await client(nginx.url, 'ngx', { mode: 'polling' });
+      const node = stuck(c); // each client does stay on one process
+      count[node] = (count[node] || 0) + 1;
+      c.socket.close();
+    }
+    t.diagnostic(`nginx hash $remote_addr consistent, 12 polling clients from one address: ${JSON.stringify(count)}`);
+    // ...but all of them on the same one: behind one NAT or proxy, or in a
+    // load test from one machine, the other replicas get nothing.
+    assert.equal(Object.keys(count).length, 1);
   });
 });
 

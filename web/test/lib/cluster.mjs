@@ -158,3 +158,55 @@ export function handshakeSid(body) {
 export function readShipped() {
   return readFileSync(HAPROXY_CFG, 'utf8');
 }
+
+// startNginxAddressHash runs Debian's nginx as a balancer keyed on the client
+// address (hash $remote_addr consistent, the usual open-source recipe), with
+// the websocket headers and timeouts a Socket.IO proxy needs. It is not
+// shipped: it is the alternative the tests measure against.
+export async function startNginxAddressHash({ upstreams }) {
+  if (spawnSync('sh', ['-c', 'command -v nginx']).status !== 0) throw new Error('nginx is missing: apt-get install -y nginx-light');
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-nginx-'));
+  const conf = path.join(dir, 'nginx.conf');
+  writeFileSync(conf, `daemon off;
+pid ${dir}/nginx.pid;
+error_log stderr;
+events {}
+http {
+  access_log off;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+  upstream switchboard {
+    hash $remote_addr consistent;
+${upstreams.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://switchboard;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_read_timeout 1h;
+    }
+  }
+}
+`);
+  const proc = spawn('nginx', ['-p', dir, '-c', conf, '-e', 'stderr'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const lines = [];
+  proc.stderr.on('data', (d) => lines.push(d.toString()));
+  try {
+    await Promise.race([waitForPort(port), exited(proc).then((c) => { throw new Error(`nginx exited ${c}`); })]);
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw new Error(`${err.message}\n${lines.join('')}`);
+  }
+  return {
+    port, url: `http://127.0.0.1:${port}`, lines,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      await exited(proc);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
