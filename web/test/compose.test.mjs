@@ -149,8 +149,8 @@ function stages() {
   return out;
 }
 
-// dockerignored reports whether .dockerignore keeps rel out of the context
-// (Docker's rules for the pattern forms this file uses: *, ?, **, a match on
+// ignorer returns a predicate: does .dockerignore keep this path out of the
+// build context? (Docker's rules for the pattern forms this file uses: *, ?, **, a match on
 // a directory excludes what is under it; "!" exceptions are refused here).
 function ignorer() {
   const pats = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim())
@@ -184,7 +184,12 @@ describe('Dockerfile', () => {
     const goVersion = /^go (\d+\.\d+)/m.exec(readFileSync(path.join(ROOT, 'go.mod'), 'utf8'))[1];
     assert.match(st[0].from, new RegExp(`^golang:${goVersion.replace('.', '\\.')}\\S* AS build$`, 'i'));
     assert.match(final.from, /^(gcr\.io\/distroless\/static|scratch|alpine)/, 'final image is minimal');
-    assert.ok(final.steps.some((s) => s.op === 'COPY' && s.arg.startsWith('--from=build ')), 'final stage copies the binary');
+    const copy = final.steps.find((s) => s.op === 'COPY' && s.arg.startsWith('--from=build '));
+    assert.ok(copy, 'final stage copies the binary');
+    const [src, dest] = copy.arg.split(/\s+/).slice(1);
+    assert.equal(src, '/out/switchboard', 'what the build stage wrote');
+    const entry = JSON.parse(final.steps.find((s) => s.op === 'ENTRYPOINT').arg);
+    assert.deepEqual(entry, [dest], 'the entrypoint is the copied binary');
   });
 
   it('runs as a non-root user and has a HEALTHCHECK that is the binary itself', () => {
