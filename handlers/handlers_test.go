@@ -72,40 +72,40 @@ func wantCode(t *testing.T, err error, code handlers.Code) {
 	}
 }
 
-func TestSendMessageToAnotherUser(t *testing.T) {
-	rec := &recorder{}
-	h := handlers.SendMessage(newDeps(rec))
-	reply, err := h(context.Background(), sendReq(map[string]any{"to": "bob", "text": "hi"}))
-	if err != nil {
-		t.Fatalf("err = %v", err)
+// TestSendMessageDeliveries pins the ack and every delivery: the recipient's
+// sockets (except none) and the sender's other sockets (except the sending
+// one); a message to oneself is only the latter.
+func TestSendMessageDeliveries(t *testing.T) {
+	tests := []struct {
+		name, to string
+		want     []string // users delivered to, in order; the sender's is last
+	}{
+		{"to another user", "bob", []string{"bob", "alice"}},
+		{"to oneself", "alice", []string{"alice"}},
 	}
-	msg := map[string]any{"id": "id-1", "from": "alice", "to": "bob", "text": "hi", "sentAt": fixedSentAt}
-	if want := map[string]any{"ok": true, "message": msg}; !reflect.DeepEqual(reply, want) {
-		t.Fatalf("ack = %#v\nwant %#v", reply, want)
-	}
-	want := []delivery{
-		{User: "bob", Event: "message_sent", Payload: msg, ExceptSocket: ""},
-		{User: "alice", Event: "message_sent", Payload: msg, ExceptSocket: "sock-a1"},
-	}
-	if !reflect.DeepEqual(rec.deliveries, want) {
-		t.Fatalf("deliveries = %#v\nwant %#v", rec.deliveries, want)
-	}
-}
-
-func TestSendMessageToSelfReachesOnlyOtherSockets(t *testing.T) {
-	rec := &recorder{}
-	h := handlers.SendMessage(newDeps(rec))
-	reply, err := h(context.Background(), sendReq(map[string]any{"to": "alice", "text": "note to self"}))
-	if err != nil {
-		t.Fatalf("err = %v", err)
-	}
-	msg := map[string]any{"id": "id-1", "from": "alice", "to": "alice", "text": "note to self", "sentAt": fixedSentAt}
-	if want := map[string]any{"ok": true, "message": msg}; !reflect.DeepEqual(reply, want) {
-		t.Fatalf("ack = %#v\nwant %#v", reply, want)
-	}
-	want := []delivery{{User: "alice", Event: "message_sent", Payload: msg, ExceptSocket: "sock-a1"}}
-	if !reflect.DeepEqual(rec.deliveries, want) {
-		t.Fatalf("deliveries = %#v\nwant %#v", rec.deliveries, want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			reply, err := handlers.SendMessage(newDeps(rec))(context.Background(), sendReq(map[string]any{"to": tt.to, "text": "hi"}))
+			if err != nil {
+				t.Fatalf("err = %v", err)
+			}
+			msg := map[string]any{"id": "id-1", "from": "alice", "to": tt.to, "text": "hi", "sentAt": fixedSentAt}
+			if want := map[string]any{"ok": true, "message": msg}; !reflect.DeepEqual(reply, want) {
+				t.Fatalf("ack = %#v\nwant %#v", reply, want)
+			}
+			var want []delivery
+			for i, u := range tt.want {
+				except := ""
+				if i == len(tt.want)-1 {
+					except = "sock-a1"
+				}
+				want = append(want, delivery{User: u, Event: "message_sent", Payload: msg, ExceptSocket: except})
+			}
+			if !reflect.DeepEqual(rec.deliveries, want) {
+				t.Fatalf("deliveries = %#v\nwant %#v", rec.deliveries, want)
+			}
+		})
 	}
 }
 
