@@ -28,8 +28,8 @@ before(async () => {
     startSwitchboard({ env: { ...env, NODE_ID: 'cluster-1' } }),
     startSwitchboard({ env: { ...env, NODE_ID: 'cluster-2' } }),
   ]);
-  await waitStatus(p1.url + '/readyz', 200);
-  await waitStatus(p2.url + '/readyz', 200);
+  await waitStatus(p1.url + '/readyz', 200, { server: p1 });
+  await waitStatus(p2.url + '/readyz', 200, { server: p2 });
 });
 
 after(async () => {
@@ -184,7 +184,7 @@ describe('redis outage and recovery', () => {
 
     await redis.kill();
     for (const p of [p1, p2]) {
-      const r = await waitStatus(p.url + '/readyz', 503);
+      const r = await waitStatus(p.url + '/readyz', 503, { server: p });
       assert.equal(typeof r.body, 'object', `/readyz 503 body is not JSON: ${r.body}`);
       const reason = r.body?.reason ?? r.body?.error?.message;
       assert.equal(typeof reason, 'string', `/readyz 503 has no reason: ${JSON.stringify(r.body)}`);
@@ -206,8 +206,8 @@ describe('redis outage and recovery', () => {
     assert.equal(p2.proc.exitCode, null);
 
     await redis.restart();
-    await waitStatus(p1.url + '/readyz', 200, { timeoutMs: 30000 });
-    await waitStatus(p2.url + '/readyz', 200, { timeoutMs: 30000 });
+    await waitStatus(p1.url + '/readyz', 200, { timeoutMs: 30000, server: p1 });
+    await waitStatus(p2.url + '/readyz', 200, { timeoutMs: 30000, server: p2 });
 
     // Cross-process, both directions, and the HTTP API: retried until the
     // subscriptions are back, bounded.
@@ -236,7 +236,7 @@ describe('redis outage and recovery', () => {
     const procs = await Promise.all(starting);
     const [q1, q2] = procs;
     for (const p of procs) {
-      const r = await waitStatus(p.url + '/readyz', 503);
+      const r = await waitStatus(p.url + '/readyz', 503, { server: p });
       assert.equal(typeof (r.body?.reason ?? r.body?.error?.message), 'string', `/readyz 503 has no reason: ${JSON.stringify(r.body)}`);
     }
     const on1 = devices(t, q1.url);
@@ -252,8 +252,8 @@ describe('redis outage and recovery', () => {
 
     const late = await startRedis({ port });
     t.after(() => late.stop());
-    await waitStatus(q1.url + '/readyz', 200, { timeoutMs: 30000 });
-    await waitStatus(q2.url + '/readyz', 200, { timeoutMs: 30000 });
+    await waitStatus(q1.url + '/readyz', 200, { timeoutMs: 30000, server: q1 });
+    await waitStatus(q2.url + '/readyz', 200, { timeoutMs: 30000, server: q2 });
     const got = await retry(async (i) => {
       const t2 = `redis arrived ${i} ${uid('t')}`;
       const reply = await ack(h1.socket, 'sendMessage', { to: k, text: t2 });

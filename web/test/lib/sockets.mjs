@@ -186,14 +186,21 @@ export async function getJSON(url, init) {
   return { status: r.status, headers: r.headers, body };
 }
 
-// waitStatus polls a health endpoint until it answers status (bounded).
-export async function waitStatus(url, status, { timeoutMs = 20000 } = {}) {
+// waitStatus polls a health endpoint until it answers status (bounded). On
+// failure the error carries the last answer (or the fetch error's cause) and,
+// when server (a harness.startSwitchboard result) is given, its state and
+// the tail of its stderr.
+export async function waitStatus(url, status, { timeoutMs = 20000, server } = {}) {
   const deadline = Date.now() + timeoutMs;
   let last;
   for (;;) {
-    try { last = await getJSON(url); } catch (err) { last = { error: String(err) }; }
+    try { last = await getJSON(url); } catch (err) { last = { error: `${err}${err.cause ? ` (${err.cause})` : ''}` }; }
     if (last.status === status) return last;
-    if (Date.now() > deadline) throw new Error(`${url} did not answer ${status} within ${timeoutMs} ms; last: ${JSON.stringify({ status: last.status, body: last.body, error: last.error })}`);
+    if (Date.now() > deadline) {
+      let msg = `${url} did not answer ${status} within ${timeoutMs} ms; last: ${JSON.stringify({ status: last.status, body: last.body, error: last.error })}`;
+      if (server) msg += `\nprocess exit code ${server.proc.exitCode}, signal ${server.proc.signalCode}; stderr tail:\n${server.lines.slice(-20).join('\n')}`;
+      throw new Error(msg);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
