@@ -165,6 +165,9 @@ func (a *App) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		// Transports first, so clients start reconnecting elsewhere at
+		// once; then the sockets' state and the adapters.
+		a.io.Engine().Close()
 		a.io.Close(nil)
 	}()
 	select {

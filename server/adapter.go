@@ -30,12 +30,15 @@ const (
 type redisLink struct {
 	pub, sub *goredis.Client
 	client   *redisadapter.RedisClient
+	dialer   *backoffDialer
 	cancel   context.CancelFunc
 	logger   *slog.Logger
 	onError  func()
 
 	up      atomic.Bool
 	lastErr atomic.Pointer[string]
+	probed  atomic.Bool
+	wasUp   bool // only the probe goroutine touches it
 
 	logMu      sync.Mutex
 	lastLogged time.Time
@@ -63,7 +66,8 @@ func newRedisLink(rawURL string, logger *slog.Logger, onError func()) (*redisLin
 	// The adapter's receive loops retry at once on every error; while Redis
 	// is down each retry dials. Backing off in the dialer keeps an outage
 	// from spinning a core and flooding the log.
-	subOpt.Dialer = (&backoffDialer{max: redisBackoffMax}).DialContext
+	dialer := &backoffDialer{max: redisBackoffMax}
+	subOpt.Dialer = dialer.DialContext
 
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &redisLink{
@@ -72,6 +76,7 @@ func newRedisLink(rawURL string, logger *slog.Logger, onError func()) (*redisLin
 		cancel:  cancel,
 		logger:  logger,
 		onError: onError,
+		dialer:  dialer,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -103,16 +108,22 @@ func (l *redisLink) run() {
 }
 
 func (l *redisLink) probe() {
-	ctx, cancel := context.WithTimeout(context.Background(), redisOpTimeout)
+	ctx, cancel := context.WithTimeout(l.client.Context, redisOpTimeout)
 	defer cancel()
-	if err := l.pub.Ping(ctx).Err(); err != nil {
-		if l.up.Load() {
-			l.logger.Warn("redis unreachable: deliveries stay on this process", "err", err)
-		}
+	err := l.pub.Ping(ctx).Err()
+	if err != nil {
 		l.setDown(err.Error())
+	} else {
+		l.up.Store(true)
+	}
+	// Log transitions only (and the first verdict), not every probe.
+	if was := l.probed.Swap(true); was && l.wasUp == (err == nil) {
 		return
 	}
-	if !l.up.Swap(true) {
+	l.wasUp = err == nil
+	if err != nil {
+		l.logger.Warn("redis unreachable: deliveries stay on this process until it answers", "err", err)
+	} else {
 		l.logger.Info("redis connected")
 	}
 }
@@ -153,6 +164,7 @@ func (l *redisLink) adapterError(args ...any) {
 
 func (l *redisLink) start() {
 	l.started.Store(true)
+	l.dialer.armed.Store(true)
 	go l.run()
 }
 
@@ -171,10 +183,13 @@ func (l *redisLink) close() error {
 }
 
 // backoffDialer waits after a failed dial, doubling up to max, so that a
-// caller retrying in a loop retries at a bounded rate.
+// caller retrying in a loop retries at a bounded rate. It is armed when the
+// server opens: while the adapters are built (and subscribe) a down Redis
+// must not delay the start.
 type backoffDialer struct {
 	d        net.Dialer
 	max      time.Duration
+	armed    atomic.Bool
 	mu       sync.Mutex
 	failures int
 }
@@ -182,10 +197,10 @@ type backoffDialer struct {
 func (b *backoffDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	conn, err := b.d.DialContext(ctx, network, addr)
 	b.mu.Lock()
-	if err == nil {
+	if err == nil || !b.armed.Load() {
 		b.failures = 0
 		b.mu.Unlock()
-		return conn, nil
+		return conn, err
 	}
 	wait := min(b.max, 50*time.Millisecond<<min(b.failures, 8))
 	b.failures++

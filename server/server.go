@@ -32,8 +32,14 @@ type Server struct {
 	http    *http.Server
 	debug   *http.Server // nil unless DebugAddr
 
-	ln           net.Listener
-	serveErr     chan error
+	ln       net.Listener
+	serveErr chan error
+	// endRequests cancels the base context of every HTTP request. Engine.IO
+	// v3.0.5 drops the close packet of a parked long-poll, which would hold
+	// http.Server.Shutdown until its deadline; ending the requests once the
+	// engine is closed releases them (the client's next poll is refused and
+	// it reconnects).
+	endRequests  context.CancelFunc
 	shuttingDown atomic.Bool
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -92,7 +98,14 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 		return nil, errors.Join(fmt.Errorf("routes: %w", err), s.closeRedis())
 	}
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
-	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	base, endRequests := context.WithCancel(context.Background())
+	s.endRequests = endRequests
+	s.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errLog,
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}
 	if cfg.DebugAddr != "" {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -180,6 +193,11 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		s.shuttingDown.Store(true)
+		if s.redis != nil {
+			// Nothing is worth waiting on Redis for now; an unreachable
+			// Redis must not hold the drain.
+			s.redis.cancel()
+		}
 		var httpErr, appErr error
 		var wg sync.WaitGroup
 		wg.Go(func() {
@@ -189,7 +207,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				httpErr = errors.Join(fmt.Errorf("http shutdown: %w", httpErr), s.http.Close())
 			}
 		})
-		wg.Go(func() { appErr = s.app.Close(ctx) })
+		wg.Go(func() {
+			appErr = s.app.Close(ctx)
+			s.endRequests()
+		})
 		wg.Wait()
 		var debugErr error
 		if s.debug != nil {

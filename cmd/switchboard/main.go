@@ -53,6 +53,10 @@ func exitCode(err error) int {
 // run is the whole program; main only maps its error to an exit code. It
 // writes JSON lines to stderr and nothing else.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	// From the first instruction: a SIGTERM during start-up (say, while Redis
+	// is unreachable) still ends in an orderly drain and exit 0.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	flags := flag.NewFlagSet("switchboard", flag.ContinueOnError)
 	flags.SetOutput(io.Discard)
 	healthcheck := flags.Bool("healthcheck", false, "GET /healthz on ADDR and exit 0 if it answers 200 (for container health checks)")
@@ -85,8 +89,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		logger.Error("start", "err", err.Error())
 		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	if err := srv.Run(ctx); err != nil {
 		logger.Error("stopped with an error", "err", err.Error())
 		return err
@@ -119,9 +121,11 @@ func checkHealth(ctx context.Context, addr string, logger *slog.Logger) error {
 	return nil
 }
 
-// redisLogger puts go-redis' internal log lines into slog.
+// redisLogger puts go-redis' internal log lines into slog at debug level:
+// during an outage its pool repeats itself twice a second, and the server's
+// probe already reports Redis going away and coming back.
 type redisLogger struct{ l *slog.Logger }
 
 func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	r.l.WarnContext(ctx, fmt.Sprintf(format, v...), "source", "go-redis")
+	r.l.DebugContext(ctx, fmt.Sprintf(format, v...), "source", "go-redis")
 }
