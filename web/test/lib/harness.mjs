@@ -153,10 +153,15 @@ export function once(emitter, event, timeoutMs = 10000) {
 export function connectSocket(io, url, opts = {}, timeoutMs = 10000) {
   const socket = io(url, { forceNew: true, reconnection: false, timeout: timeoutMs, ...opts });
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => { socket.close(); reject(new Error('connect timed out')); }, timeoutMs + 1000);
-    socket.once('connect', () => { clearTimeout(t); resolve(socket); });
-    socket.once('connect_error', (err) => { clearTimeout(t); socket.close(); reject(err); });
-    socket.once('error', (err) => { clearTimeout(t); socket.close(); reject(err); }); // v2 reports middleware errors here
+    // Listeners are removed once settled, so that a later reconnect error of
+    // a socket with reconnection on does not close it behind the test's back.
+    const done = () => { clearTimeout(t); socket.off('connect', onConnect); socket.off('connect_error', onError); socket.off('error', onError); };
+    const onConnect = () => { done(); resolve(socket); };
+    const onError = (err) => { done(); socket.close(); reject(err); };
+    const t = setTimeout(() => { done(); socket.close(); reject(new Error('connect timed out')); }, timeoutMs + 1000);
+    socket.once('connect', onConnect);
+    socket.once('connect_error', onError);
+    socket.once('error', onError); // v2 reports middleware errors here
   });
 }
 
