@@ -343,12 +343,13 @@ func (r *loadRun) sender(step int, seed uint64, jobs <-chan struct{}) {
 				expect = append(expect, int32(d.idx))
 			}
 		}
+		nTo := len(expect)
 		for _, d := range r.users[from] {
 			if d != sender && r.alive[d.idx].Load() {
 				expect = append(expect, int32(d.idx))
 			}
 		}
-		seq, sent := r.register(step, sender.idx, append([]int32(nil), expect...))
+		seq, sent := r.register(step, sender.idx, append([]int32(nil), expect...), nTo)
 		if err := sender.sendMessage(r.cfg.Namespace, r.userID(to), seq, sent, buf); err != nil {
 			r.unsend(seq)
 		}

@@ -106,24 +106,22 @@ type toolUsage struct {
 
 // stepReport turns a step's tally into its report.
 func (r *loadRun) stepReport(step int, rate, sendSecs float64) stepReport {
-	missingBy, dupBy := r.deviceFaults(step)
+	faults := r.deviceFaults(step)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := r.steps[step]
 	sr := stepReport{
-		Rate:              rate,
-		Sent:              st.sent,
-		SendErrors:        st.sendErrors,
-		SendSeconds:       sendSecs,
-		Expected:          st.expected,
-		Received:          st.received,
-		Missing:           st.expected - st.received,
-		Duplicated:        st.duplicated,
-		Unexpected:        st.unexpected,
-		DevicesMissing:    len(missingBy),
-		DevicesDuplicated: len(dupBy),
-		AckOK:             st.ackOK,
-		AckErrors:         maps.Clone(st.ackErrors),
+		Rate:        rate,
+		Sent:        st.sent,
+		SendErrors:  st.sendErrors,
+		SendSeconds: sendSecs,
+		Expected:    st.expected,
+		Received:    st.received,
+		Missing:     st.expected - st.received,
+		Duplicated:  st.duplicated,
+		Unexpected:  st.unexpected,
+		AckOK:       st.ackOK,
+		AckErrors:   maps.Clone(st.ackErrors),
 	}
 	if sendSecs > 0 {
 		sr.AchievedRate = float64(st.sent) / sendSecs
@@ -133,19 +131,29 @@ func (r *loadRun) stepReport(step int, rate, sendSecs float64) stepReport {
 	sr.Same = summarise(st.same)
 	sr.Cross = summarise(st.cross)
 	sr.Ack = summarise(st.acks)
-	for _, dev := range slices.Sorted(maps.Keys(missingBy)) {
-		if len(sr.Faults) >= 5 {
-			break
+	for _, dev := range slices.Sorted(maps.Keys(faults)) {
+		f := faults[dev]
+		if f.missedAsRecipient+f.missedAsSender > 0 {
+			sr.DevicesMissing++
 		}
-		d := r.devices[dev]
-		sr.Faults = append(sr.Faults, fmt.Sprintf("user %d device %d (target %d): missed %d", d.user, dev-d.user*r.cfg.Devices, d.target, missingBy[dev]))
-	}
-	for _, dev := range slices.Sorted(maps.Keys(dupBy)) {
+		if f.duplicates > 0 {
+			sr.DevicesDuplicated++
+		}
 		if len(sr.Faults) >= 10 {
-			break
+			continue
 		}
 		d := r.devices[dev]
-		sr.Faults = append(sr.Faults, fmt.Sprintf("user %d device %d (target %d): %d duplicate(s)", d.user, dev-d.user*r.cfg.Devices, d.target, dupBy[dev]))
+		var what []string
+		if f.missedAsRecipient > 0 {
+			what = append(what, fmt.Sprintf("missed %d as recipient", f.missedAsRecipient))
+		}
+		if f.missedAsSender > 0 {
+			what = append(what, fmt.Sprintf("missed %d of its user's own messages", f.missedAsSender))
+		}
+		if f.duplicates > 0 {
+			what = append(what, fmt.Sprintf("%d duplicate(s)", f.duplicates))
+		}
+		sr.Faults = append(sr.Faults, fmt.Sprintf("user %d device %d (target %d): %s", d.user, dev-d.user*r.cfg.Devices, d.target, strings.Join(what, ", ")))
 	}
 	return sr
 }

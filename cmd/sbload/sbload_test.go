@@ -84,7 +84,7 @@ func TestDetectsDroppedAndDuplicatedDelivery(t *testing.T) {
 	}
 	var text bytes.Buffer
 	rep.writeText(&text)
-	for _, want := range []string{"missing 1 duplicated 1", "missed 1", "1 duplicate(s)", "[FAIL]"} {
+	for _, want := range []string{"missing 1 duplicated 1", "missed 1 as recipient", "1 duplicate(s)", "[FAIL]"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}

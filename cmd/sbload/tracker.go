@@ -11,8 +11,9 @@ type msgRecord struct {
 	sent         time.Time
 	step         int
 	senderTarget int
-	expect       []int32 // device indexes
+	expect       []int32 // device indexes: the recipient's, then the sender's others
 	got          []uint8 // receptions, parallel to expect
+	nTo          int32   // how many of expect are the recipient's devices
 }
 
 // stepTally is what one rate step observed.
@@ -50,13 +51,14 @@ func (t *tracker) beginStep() int {
 
 // register records a message about to be written by sender and returns its
 // sequence number and send time.
-func (t *tracker) register(step, sender int, expect []int32) (int, time.Time) {
+// The first nTo devices of expect are the recipient's.
+func (t *tracker) register(step, sender int, expect []int32, nTo int) (int, time.Time) {
 	got := make([]uint8, len(expect))
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := time.Now()
 	seq := len(t.msgs)
-	t.msgs = append(t.msgs, msgRecord{sent: now, step: step, senderTarget: t.devTarget[sender], expect: expect, got: got})
+	t.msgs = append(t.msgs, msgRecord{sent: now, step: step, senderTarget: t.devTarget[sender], expect: expect, got: got, nTo: int32(nTo)})
 	st := t.steps[step]
 	st.sent++
 	st.expected += len(expect)
@@ -153,12 +155,27 @@ func (t *tracker) totals() (sent, received, duplicated int) {
 	return sent, received, duplicated
 }
 
-// deviceFaults counts, for each device, expected deliveries it missed and
-// extra copies it got.
-func (t *tracker) deviceFaults(step int) (missing, dups map[int]int) {
+// deviceFault is what one device got wrong in one step.
+type deviceFault struct {
+	missedAsRecipient int // deliveries to its own user
+	missedAsSender    int // copies of its user's own messages sent from another device
+	duplicates        int
+}
+
+// deviceFaults returns, for each device with a fault, what it missed and
+// how many extra copies it got.
+func (t *tracker) deviceFaults(step int) map[int]*deviceFault {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	missing, dups = make(map[int]int), make(map[int]int)
+	faults := make(map[int]*deviceFault)
+	get := func(dev int32) *deviceFault {
+		f := faults[int(dev)]
+		if f == nil {
+			f = &deviceFault{}
+			faults[int(dev)] = f
+		}
+		return f
+	}
 	for i := range t.msgs {
 		m := &t.msgs[i]
 		if m.step != step {
@@ -166,12 +183,14 @@ func (t *tracker) deviceFaults(step int) (missing, dups map[int]int) {
 		}
 		for j, dev := range m.expect {
 			switch {
+			case m.got[j] == 0 && int32(j) < m.nTo:
+				get(dev).missedAsRecipient++
 			case m.got[j] == 0:
-				missing[int(dev)]++
+				get(dev).missedAsSender++
 			case m.got[j] > 1:
-				dups[int(dev)] += int(m.got[j]) - 1
+				get(dev).duplicates += int(m.got[j]) - 1
 			}
 		}
 	}
-	return missing, dups
+	return faults
 }
