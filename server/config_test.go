@@ -1,0 +1,235 @@
+package server_test
+
+import (
+	"errors"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/server"
+)
+
+// env is a getenv over a map: nothing of the real environment leaks in.
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := server.ConfigFromEnv(env(nil))
+	if err != nil {
+		t.Fatalf("ConfigFromEnv(empty) = %v", err)
+	}
+	secret := c.JWTSecret
+	c.JWTSecret = nil
+	want := server.Config{
+		Addr:            ":7999",
+		DevMode:         true,
+		DevTokens:       true,
+		CORSOrigins:     []string{"*"},
+		MaxPayloadBytes: 1_000_000,
+		PingInterval:    25 * time.Second,
+		PingTimeout:     20 * time.Second,
+		RateLimit:       20,
+		RateBurst:       40,
+		ShutdownTimeout: 10 * time.Second,
+		LogLevel:        slog.LevelInfo,
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("defaults = %+v\nwant       %+v", c, want)
+	}
+	// Development mode signs with a random per-process secret.
+	if len(secret) < 16 {
+		t.Fatalf("dev secret %q is too short to be random", secret)
+	}
+	again, _ := server.ConfigFromEnv(env(nil))
+	if string(again.JWTSecret) == string(secret) {
+		t.Fatal("two configurations share a development secret")
+	}
+}
+
+func TestConfigModes(t *testing.T) {
+	tests := []struct {
+		name      string
+		vars      map[string]string
+		devMode   bool
+		devTokens bool
+		cors      []string
+	}{
+		{"secret set: no dev tokens, no CORS", map[string]string{"JWT_SECRET": "s3cret"}, false, false, nil},
+		{"secret and DEV_TOKENS=1", map[string]string{"JWT_SECRET": "s3cret", "DEV_TOKENS": "1"}, false, true, nil},
+		{"secret and DEV_TOKENS=true", map[string]string{"JWT_SECRET": "s3cret", "DEV_TOKENS": "true"}, false, true, nil},
+		{"dev mode and DEV_TOKENS=0", map[string]string{"DEV_TOKENS": "0"}, true, false, []string{"*"}},
+		{"dev mode and DEV_TOKENS=false", map[string]string{"DEV_TOKENS": "false"}, true, false, []string{"*"}},
+		{"secret and origins", map[string]string{"JWT_SECRET": "s3cret", "CORS_ORIGINS": "https://a.example, https://b.example,"},
+			false, false, []string{"https://a.example", "https://b.example"}},
+		{"dev mode with origins replaces *", map[string]string{"CORS_ORIGINS": "https://a.example"}, true, true, []string{"https://a.example"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := server.ConfigFromEnv(env(tt.vars))
+			if err != nil {
+				t.Fatalf("ConfigFromEnv = %v", err)
+			}
+			if c.DevMode != tt.devMode || c.DevTokens != tt.devTokens || !reflect.DeepEqual(c.CORSOrigins, tt.cors) {
+				t.Fatalf("DevMode %v, DevTokens %v, CORS %q; want %v, %v, %q", c.DevMode, c.DevTokens, c.CORSOrigins, tt.devMode, tt.devTokens, tt.cors)
+			}
+			if s := tt.vars["JWT_SECRET"]; s != "" && string(c.JWTSecret) != s {
+				t.Fatalf("JWTSecret = %q, want %q", c.JWTSecret, s)
+			}
+		})
+	}
+}
+
+func TestConfigGoodValues(t *testing.T) {
+	tests := []struct {
+		vars  map[string]string
+		check func(server.Config) bool
+	}{
+		{map[string]string{"ADDR": "127.0.0.1:0"}, func(c server.Config) bool { return c.Addr == "127.0.0.1:0" }},
+		{map[string]string{"ADDR": "[::1]:8080"}, func(c server.Config) bool { return c.Addr == "[::1]:8080" }},
+		{map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0"}, func(c server.Config) bool { return c.RedisURL == "redis://127.0.0.1:6379/0" }},
+		{map[string]string{"REDIS_URL": "redis://:pw@redis:6380/2"}, func(c server.Config) bool { return c.RedisURL == "redis://:pw@redis:6380/2" }},
+		{map[string]string{"REDIS_URL": "redis://redis"}, func(c server.Config) bool { return c.RedisURL == "redis://redis" }},
+		{map[string]string{"API_KEY": "k"}, func(c server.Config) bool { return c.APIKey == "k" }},
+		{map[string]string{"MAX_PAYLOAD_BYTES": "1"}, func(c server.Config) bool { return c.MaxPayloadBytes == 1 }},
+		{map[string]string{"PING_INTERVAL": "1500ms", "PING_TIMEOUT": "2m"}, func(c server.Config) bool {
+			return c.PingInterval == 1500*time.Millisecond && c.PingTimeout == 2*time.Minute
+		}},
+		{map[string]string{"SHUTDOWN_TIMEOUT": "1s"}, func(c server.Config) bool { return c.ShutdownTimeout == time.Second }},
+		{map[string]string{"RATE_LIMIT": "0"}, func(c server.Config) bool { return c.RateLimit == 0 }},
+		{map[string]string{"RATE_LIMIT": "2.5", "RATE_BURST": "1"}, func(c server.Config) bool { return c.RateLimit == 2.5 && c.RateBurst == 1 }},
+		{map[string]string{"LOG_LEVEL": "debug"}, func(c server.Config) bool { return c.LogLevel == slog.LevelDebug }},
+		{map[string]string{"LOG_LEVEL": "WARN"}, func(c server.Config) bool { return c.LogLevel == slog.LevelWarn }},
+		{map[string]string{"LOG_LEVEL": "error"}, func(c server.Config) bool { return c.LogLevel == slog.LevelError }},
+	}
+	for _, tt := range tests {
+		c, err := server.ConfigFromEnv(env(tt.vars))
+		if err != nil || !tt.check(c) {
+			t.Errorf("%v: ConfigFromEnv = %+v, %v", tt.vars, c, err)
+		}
+	}
+}
+
+// wantConfigError asserts that err is a *server.ConfigError naming variable,
+// and that its one-line message names it too.
+func wantConfigError(t *testing.T, err error, variable string) {
+	t.Helper()
+	var ce *server.ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v (%T), want *server.ConfigError for %s", err, err, variable)
+	}
+	if ce.Variable != variable {
+		t.Fatalf("ConfigError.Variable = %q, want %q (%v)", ce.Variable, variable, err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, variable) || strings.Contains(msg, "\n") {
+		t.Fatalf("message %q is not one line naming %s", msg, variable)
+	}
+}
+
+func TestConfigBadValues(t *testing.T) {
+	tests := []struct{ variable, value string }{
+		{"ADDR", "nope"},
+		{"ADDR", "127.0.0.1"},
+		{"ADDR", ":99999"},
+		{"ADDR", ":-1"},
+		{"REDIS_URL", "http://x"},
+		{"REDIS_URL", "redis://:99999999"},
+		{"REDIS_URL", "redis://h:0"},
+		{"REDIS_URL", "redis://h/abc"},
+		{"REDIS_URL", "redis://"},
+		{"REDIS_URL", "::"},
+		{"REDIS_URL", "localhost:6379"},
+		{"PING_INTERVAL", "soon"},
+		{"PING_INTERVAL", "-1s"},
+		{"PING_INTERVAL", "0"},
+		{"PING_INTERVAL", "25"},
+		{"PING_TIMEOUT", "soon"},
+		{"PING_TIMEOUT", "-1s"},
+		{"PING_TIMEOUT", "0"},
+		{"SHUTDOWN_TIMEOUT", "soon"},
+		{"SHUTDOWN_TIMEOUT", "-1s"},
+		{"SHUTDOWN_TIMEOUT", "0s"},
+		{"RATE_LIMIT", "-1"},
+		{"RATE_LIMIT", "x"},
+		{"RATE_LIMIT", "NaN"},
+		{"RATE_LIMIT", "Inf"},
+		{"RATE_BURST", "0"},
+		{"RATE_BURST", "1.5"},
+		{"RATE_BURST", "-3"},
+		{"MAX_PAYLOAD_BYTES", "0"},
+		{"MAX_PAYLOAD_BYTES", "abc"},
+		{"MAX_PAYLOAD_BYTES", "1e6"},
+		{"LOG_LEVEL", "loud"},
+		{"DEV_TOKENS", "maybe"},
+	}
+	for _, tt := range tests {
+		for _, secret := range []string{"", "s3cret"} {
+			_, err := server.ConfigFromEnv(env(map[string]string{tt.variable: tt.value, "JWT_SECRET": secret}))
+			t.Run(tt.variable+"="+tt.value, func(t *testing.T) { wantConfigError(t, err, tt.variable) })
+		}
+	}
+}
+
+// TestConfigValidate re-checks a configuration built by hand, as embedders
+// build it, starting from a valid one.
+func TestConfigValidate(t *testing.T) {
+	base, err := server.ConfigFromEnv(env(map[string]string{"JWT_SECRET": "s3cret"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := base.Validate(); err != nil {
+		t.Fatalf("Validate(ConfigFromEnv) = %v", err)
+	}
+	tests := []struct {
+		variable string
+		mutate   func(*server.Config)
+	}{
+		{"ADDR", func(c *server.Config) { c.Addr = "nope" }},
+		{"ADDR", func(c *server.Config) { c.Addr = ":99999" }},
+		{"REDIS_URL", func(c *server.Config) { c.RedisURL = "http://x" }},
+		{"REDIS_URL", func(c *server.Config) { c.RedisURL = "redis://:99999999" }},
+		{"REDIS_URL", func(c *server.Config) { c.RedisURL = "redis://h/abc" }},
+		{"REDIS_URL", func(c *server.Config) { c.RedisURL = "::" }},
+		{"JWT_SECRET", func(c *server.Config) { c.JWTSecret = nil }},
+		{"PING_INTERVAL", func(c *server.Config) { c.PingInterval = 0 }},
+		{"PING_INTERVAL", func(c *server.Config) { c.PingInterval = -time.Second }},
+		{"PING_TIMEOUT", func(c *server.Config) { c.PingTimeout = 0 }},
+		{"SHUTDOWN_TIMEOUT", func(c *server.Config) { c.ShutdownTimeout = -1 }},
+		{"RATE_LIMIT", func(c *server.Config) { c.RateLimit = -1 }},
+		{"RATE_BURST", func(c *server.Config) { c.RateBurst = 0 }},
+		{"MAX_PAYLOAD_BYTES", func(c *server.Config) { c.MaxPayloadBytes = 0 }},
+		{"DEBUG_ADDR", func(c *server.Config) { c.DebugAddr = "nope" }},
+	}
+	for _, tt := range tests {
+		c := base
+		tt.mutate(&c)
+		t.Run(tt.variable, func(t *testing.T) { wantConfigError(t, c.Validate(), tt.variable) })
+	}
+}
+
+// TestConfigZeroValuesDocumentedAsDefaults: Config documents `Addr ""` as
+// ":7999" and RateLimit 0 as "disabled", so a hand-built configuration that
+// leaves them zero must pass Validate (server.New runs it).
+func TestConfigZeroValuesDocumentedAsDefaults(t *testing.T) {
+	base, err := server.ConfigFromEnv(env(map[string]string{"JWT_SECRET": "s3cret"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mutate := range map[string]func(*server.Config){
+		`Addr ""`:       func(c *server.Config) { c.Addr = "" },
+		"RateLimit 0":   func(c *server.Config) { c.RateLimit = 0 },
+		"no CORS":       func(c *server.Config) { c.CORSOrigins = nil },
+		`DebugAddr ""`:  func(c *server.Config) { c.DebugAddr = "" },
+		`RedisURL ""`:   func(c *server.Config) { c.RedisURL = "" },
+		`NodeID ""`:     func(c *server.Config) { c.NodeID = "" },
+		"LogLevel zero": func(c *server.Config) { c.LogLevel = 0 },
+	} {
+		c := base
+		mutate(&c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: Validate = %v, want nil", name, err)
+		}
+	}
+}
