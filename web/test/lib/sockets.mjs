@@ -68,7 +68,10 @@ export function invalidTokens(user) {
 export function open(io, url, opts = {}, timeoutMs = 10000) {
   const socket = io(url, { forceNew: true, reconnection: false, timeout: timeoutMs, ...opts });
   const device = { socket, inbox: collect(socket), disconnects: [] };
-  socket.on('disconnect', (reason) => device.disconnects.push(reason));
+  socket.on('disconnect', (reason) => {
+    device.disconnects.push(reason);
+    if (process.env.SB_SHOW_LOGS) console.error(`socket of ${url} disconnected: ${reason}`);
+  });
   return new Promise((resolve, reject) => {
     const fail = (err) => { clearTimeout(t); socket.close(); reject(err); };
     const t = setTimeout(() => fail(new Error(`connect to ${url} timed out`)), timeoutMs + 1000);
@@ -113,7 +116,7 @@ export function devices(t, baseUrl) {
 // ack fails the test after timeoutMs instead of hanging it.
 export function ack(socket, event, ...args) {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no ack for "${event}" within 10 s`)), 10000);
+    const t = setTimeout(() => reject(new Error(`no ack for "${event}" within 10 s (socket connected: ${socket.connected})`)), 10000);
     socket.emit(event, ...args, (reply) => { clearTimeout(t); resolve(reply); });
   });
 }
