@@ -23,6 +23,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=lib.sh
+. "$ROOT/cmd/sbload/lib.sh"
 OUT=${OUT:-/tmp/sbbench-$(date -u +%Y%m%dT%H%M%SZ)}
 OURS_CMD=${OURS_CMD:-}
 PEER_CMD=${PEER_CMD:-node /tmp/peer/server.js}
@@ -42,15 +44,9 @@ done
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(S1 S2 S3 S4)
 mkdir -p "$OUT"
 
-log() { printf '%s bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-
-# --- limits: 10,000 sockets on the client side plus the servers' ----------
-ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-log "open files limit $(ulimit -n)"
-
-# --- tools ------------------------------------------------------------------
-command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install -y redis-server" >&2; exit 1; }
-command -v curl >/dev/null || { echo "curl is missing: apt-get install -y curl" >&2; exit 1; }
+# 10,000 sockets on the client side plus the servers'.
+raise_fd_limit
+need_tools
 (cd "$ROOT" && go build -o "$OUT/sbload" ./cmd/sbload)
 if [ -z "$OURS_CMD" ]; then
   (cd "$ROOT" && go build -o bin/switchboard ./cmd/switchboard)
@@ -73,88 +69,25 @@ fi
   echo "peer: $PEER_CMD $PEER_ENV"
 } | tee "$OUT/machine.txt" >&2
 
-# --- processes ---------------------------------------------------------------
-STARTED=()
-cleanup() {
-  for p in "${STARTED[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+start_redis "$OUT/redis.log"
 
-free_port() {
-  local p
-  for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  echo "no free port" >&2; return 1
-}
-
-wait_http() { # url
-  for _ in $(seq 300); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "not ready: $1" >&2; return 1
-}
-
-stop_pids() {
-  local p
-  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "$@"; do
-    for _ in $(seq 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-}
-
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --loglevel warning >"$OUT/redis.log" 2>&1 &
-REDIS_PID=$!
-STARTED+=("$REDIS_PID")
-for _ in $(seq 100); do
-  [ "$( (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT"; printf 'PING\r\n' >&3; head -c5 <&3) 2>/dev/null)" = "+PONG" ] && break
-  sleep 0.1
-done
-log "redis on 127.0.0.1:$REDIS_PORT (pid $REDIS_PID)"
-
-# start_servers NAME SCENARIO: two instances; sets TARGETS and PIDS.
-start_servers() {
-  local name=$1 scen=$2 cmd extra i port pid
+# start_pair NAME SCENARIO: two fresh instances; sets TARGETS and PIDS.
+start_pair() {
+  local name=$1 scen=$2 cmd extra i
   if [ "$name" = ours ]; then cmd=$OURS_CMD; extra=$OURS_ENV; else cmd=$PEER_CMD; extra=$PEER_ENV; fi
   TARGETS=""; PIDS=""
   for i in 1 2; do
-    port=$(free_port)
-    # shellcheck disable=SC2086 # cmd and extra are word lists on purpose
-    env ADDR="127.0.0.1:$port" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" JWT_SECRET="$SECRET" \
-      NODE_ID="$name-$i" RATE_LIMIT=100000 RATE_BURST=100000 LOG_LEVEL=warn $extra \
-      $cmd 2>"$OUT/$scen-$name-$i.log" >/dev/null &
-    pid=$!
-    STARTED+=("$pid")
-    wait_http "http://127.0.0.1:$port/readyz"
-    TARGETS+="${TARGETS:+,}127.0.0.1:$port"
-    PIDS+="${PIDS:+,}$pid"
+    start_server "$cmd" "NODE_ID=$name-$i $extra" "$OUT/$scen-$name-$i.log"
+    TARGETS+="${TARGETS:+,}$SERVER_ADDR"
+    PIDS+="${PIDS:+,}$SERVER_PID"
   done
-}
-
-scenario_flags() { # scenario -> sbload flags
-  local q=$QUICK
-  case "$1" in
-    S1) if [ $q = 1 ]; then echo "-users 200 -devices 2 -rate 200 -duration 5s -drain 5s"
-        else echo "-users 2000 -devices 2 -rate 200 -duration 20s -drain 10s"; fi ;;
-    S2) if [ $q = 1 ]; then echo "-users 100 -devices 2 -rate 200,500,1000 -duration 2s -drain 3s -stop-on-fail"
-        else echo "-users 500 -devices 2 -rate 500,1000,1500,2000,3000,4000,5000,6000,8000,10000,12000,15000,20000 -duration 5s -drain 5s -stop-on-fail"; fi ;;
-    S3) if [ $q = 1 ]; then echo "-users 500 -devices 2 -hold 5s -connect-concurrency 100 -source-ips 127.0.0.2-127.0.0.9"
-        else echo "-users 5000 -devices 2 -hold 15s -connect-concurrency 100 -source-ips 127.0.0.2-127.0.0.9"; fi ;;
-    S4) if [ $q = 1 ]; then echo "-users 500 -devices 2 -connect-concurrency 500 -connect-timeout 10s -source-ips 127.0.0.2-127.0.0.9"
-        else echo "-users 5000 -devices 2 -connect-concurrency 1000 -connect-timeout 10s -source-ips 127.0.0.2-127.0.0.9"; fi ;;
-  esac
 }
 
 # Alternate which server goes first from one scenario to the next.
 order=($SERVERS)
 for scen in "${SCENARIOS[@]}"; do
   for name in "${order[@]}"; do
-    start_servers "$name" "$scen"
+    start_pair "$name" "$scen"
     log "$scen $name: targets $TARGETS pids $PIDS"
     # shellcheck disable=SC2046 # the flags are words
     "$OUT/sbload" -secret "$SECRET" -targets "$TARGETS" -pids "$PIDS" -aux-pids "$REDIS_PID" \
