@@ -45,13 +45,7 @@ done
 mkdir -p "$OUT"
 
 # 10,000 sockets on the client side plus the servers'.
-raise_fd_limit
-need_tools
-(cd "$ROOT" && go build -o "$OUT/sbload" ./cmd/sbload)
-if [ -z "$OURS_CMD" ]; then
-  (cd "$ROOT" && go build -o bin/switchboard ./cmd/switchboard)
-  OURS_CMD="$ROOT/bin/switchboard"
-fi
+prepare
 if [ "$PEER_CMD" = "node /tmp/peer/server.js" ] && [[ " $SERVERS " == *" peer "* ]] && [ ! -d /tmp/peer/node_modules/socket.io ]; then
   rm -rf /tmp/peer && cp -r "$ROOT/../shared/peer" /tmp/peer && chmod -R u+w /tmp/peer
   (cd /tmp/peer && npm ci --no-audit --no-fund --loglevel=error)

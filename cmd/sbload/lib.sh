@@ -20,6 +20,18 @@ need_tools() {
   command -v curl >/dev/null || { echo "curl is missing: apt-get install -y curl" >&2; exit 1; }
 }
 
+# prepare raises the fd limit, checks the tools and builds sbload into $OUT
+# and, unless OURS_CMD is set, bin/switchboard (setting OURS_CMD).
+prepare() {
+  raise_fd_limit
+  need_tools
+  (cd "$ROOT" && go build -o "$OUT/sbload" ./cmd/sbload)
+  if [ -z "$OURS_CMD" ]; then
+    (cd "$ROOT" && go build -o bin/switchboard ./cmd/switchboard)
+    OURS_CMD="$ROOT/bin/switchboard"
+  fi
+}
+
 # free_port prints a loopback port nobody listens on.
 free_port() {
   local p

@@ -19,13 +19,7 @@ OURS_CMD=${OURS_CMD:-}
 OURS_ENV=${OURS_ENV:-}
 SECRET="profile-$RANDOM-$RANDOM"
 mkdir -p "$OUT"
-raise_fd_limit
-need_tools
-(cd "$ROOT" && go build -o "$OUT/sbload" ./cmd/sbload)
-if [ -z "$OURS_CMD" ]; then
-  (cd "$ROOT" && go build -o bin/switchboard ./cmd/switchboard)
-  OURS_CMD="$ROOT/bin/switchboard"
-fi
+prepare
 BIN=${OURS_CMD%% *}
 
 start_redis "$OUT/redis.log"
