@@ -47,6 +47,8 @@ type Config struct {
 	DebugAddr string
 }
 
+const defaultAddr = ":7999"
+
 // ConfigError names the variable whose value is bad.
 type ConfigError struct {
 	Variable string
@@ -70,10 +72,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		DebugAddr: get("DEBUG_ADDR"),
 	}
 	if c.Addr == "" {
-		c.Addr = ":7999"
+		c.Addr = defaultAddr
 	}
 	if secret := get("JWT_SECRET"); secret != "" {
 		c.JWTSecret = []byte(secret)
+	} else if getenv("JWT_SECRET") != "" {
+		// Blank but set: almost certainly a templating mistake, and silently
+		// falling back to development mode would turn dev tokens on.
+		return c, bad("JWT_SECRET", "must not be blank; unset it for development mode")
 	} else {
 		c.DevMode = true
 		c.JWTSecret = []byte(rand.Text() + rand.Text())
@@ -127,11 +133,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	return c, c.Validate()
 }
 
-// Validate checks what ConfigFromEnv checks, for configurations built by hand.
+// Validate checks what ConfigFromEnv checks, for configurations built by
+// hand. An empty Addr is valid: New listens on ":7999" then.
 func (c *Config) Validate() error {
 	bad := func(k, v, why string) error { return &ConfigError{Variable: k, Value: v, Reason: why} }
-	if err := checkAddr(c.Addr); err != nil {
-		return bad("ADDR", c.Addr, err.Error())
+	if c.Addr != "" {
+		if err := checkAddr(c.Addr); err != nil {
+			return bad("ADDR", c.Addr, err.Error())
+		}
 	}
 	if c.RedisURL != "" {
 		if err := checkRedisURL(c.RedisURL); err != nil {

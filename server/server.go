@@ -49,6 +49,9 @@ type Server struct {
 // tests build configurations by hand. static is the demo page's files.
 // Nothing listens until Open.
 func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = defaultAddr
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -58,6 +58,10 @@ func (t *Tokens) VerifyToken(token string) (string, error) {
 	case err != nil:
 		return "", fmt.Errorf("verify token: %w", err)
 	}
+	// golang-jwt reads "exp": 0 as no expiry; it is the epoch, long past.
+	if exp, ok := claims["exp"].(float64); ok && exp == 0 {
+		return "", fmt.Errorf("verify token: %w", namespaces.ErrExpiredToken)
+	}
 	sub, ok := claims["sub"].(string)
 	if !ok || sub == "" {
 		return "", errors.New("verify token: no sub claim")
