@@ -27,8 +27,12 @@ const (
 // session is what a connected socket carries.
 type session struct {
 	user string
+	hold *hold // released once the socket is registered (see hold.go)
 }
 
+// authenticate is the namespace's first middleware. It runs on the goroutine
+// that decoded the client's CONNECT, which is where the connection's later
+// packets are held until the namespace connect completes.
 func (a *App) authenticate(s *sio.Socket, next func(*sio.ExtendedError)) {
 	token := tokenFrom(s.Handshake())
 	if token == "" {
@@ -42,7 +46,11 @@ func (a *App) authenticate(s *sio.Socket, next func(*sio.ExtendedError)) {
 	case err != nil:
 		a.refuse(next, ReasonInvalidToken)
 	default:
-		s.SetData(&session{user: user})
+		h := a.holdFor(s.Conn().Id())
+		if h != nil {
+			h.acquire()
+		}
+		s.SetData(&session{user: user, hold: h})
 		next(nil)
 	}
 }

@@ -7,14 +7,17 @@ import (
 	sio "github.com/zishang520/socket.io/servers/socket/v3"
 )
 
-// bind attaches the message router to a connected socket. The listener runs
-// on the socket's own event queue, one event at a time, so the bucket needs
-// no lock; nothing here outlives the socket.
+// bind attaches the message router to a connected socket. The library calls
+// the listener from the socket's packet task queue, one event at a time, so
+// the bucket needs no lock; nothing here outlives the socket.
 func (a *App) bind(s *sio.Socket) {
 	sess, ok := s.Data().(*session)
 	if !ok {
 		s.Disconnect(true)
 		return
+	}
+	if sess.hold != nil {
+		sess.hold.release() // registered: the connection's packets may flow
 	}
 	bucket := handlers.NewBucket(a.rate, a.burst, a.now())
 	s.OnAny(func(args ...any) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/handlers"
@@ -68,6 +69,7 @@ type App struct {
 	rate     float64
 	burst    int
 	handler  http.Handler
+	holds    sync.Map // engine connection id → *hold (see hold.go)
 }
 
 // New builds the Socket.IO server with the /socket namespace.
@@ -145,6 +147,9 @@ func New(cfg Config) (*App, error) {
 		}
 	})
 	a.handler = gateHandshake(io.ServeHandler(nil))
+	// Registered after socket.io's own listener (ServeHandler binds it), so
+	// the Client's listeners exist when holdData wraps them.
+	_ = io.Engine().On("connection", a.holdData)
 	return a, nil
 }
 
