@@ -59,7 +59,9 @@ func (w *gatedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return conn, rw, err
 	}
 	gc := &gatedConn{Conn: conn, gate: w.gate}
-	return gc, bufio.NewReadWriter(bufio.NewReader(gc), rw.Writer), nil
+	// The websocket library reads through a buffer of its own; this reader
+	// only has to exist, so it gets bufio's smallest size.
+	return gc, bufio.NewReadWriter(bufio.NewReaderSize(gc, 16), rw.Writer), nil
 }
 
 type gatedConn struct {
