@@ -313,8 +313,12 @@ pace:
 	snap1 := r.smp.snapshot()
 	self1 := self.snapshot()
 	sr := r.stepReport(step, rate, sendSecs)
-	for i := range r.cfg.Pids {
-		sr.ServerCPUSeconds += snap1[i].CPU - snap0[i].CPU
+	for i := range snap1 {
+		if i < len(r.cfg.Pids) {
+			sr.ServerCPUSeconds += snap1[i].CPU - snap0[i].CPU
+		} else {
+			sr.AuxCPUSeconds += snap1[i].CPU - snap0[i].CPU
+		}
 	}
 	sr.LoadToolCPUSeconds = self1[0].CPU - self0[0].CPU
 	if sr.Received > 0 {

@@ -63,6 +63,7 @@ type stepReport struct {
 	ServerCPUSeconds   float64        `json:"server_cpu_s"`
 	ServerCPUPer1000   float64        `json:"server_cpu_s_per_1000_deliveries"`
 	LoadToolCPUSeconds float64        `json:"load_tool_cpu_s"`
+	AuxCPUSeconds      float64        `json:"aux_cpu_s"` // -aux-pids, e.g. redis
 	Pass               bool           `json:"pass"`
 }
 
@@ -260,7 +261,7 @@ func (rep *report) writeText(w io.Writer) {
 		for _, k := range sortedKeys(s.AckErrors) {
 			p(", %s %d", k, s.AckErrors[k])
 		}
-		p("\n  cpu servers %.2fs (%.3fs per 1000 deliveries), load tool %.2fs\n", s.ServerCPUSeconds, s.ServerCPUPer1000, s.LoadToolCPUSeconds)
+		p("\n  cpu servers %.2fs (%.3fs per 1000 deliveries), load tool %.2fs, aux %.2fs\n", s.ServerCPUSeconds, s.ServerCPUPer1000, s.LoadToolCPUSeconds, s.AuxCPUSeconds)
 	}
 	if len(rep.Steps) > 0 {
 		d := rep.Deliveries

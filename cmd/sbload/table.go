@@ -50,6 +50,10 @@ func tableRows() []row {
 		{"S2", "highest rate with p99 < 50 ms (msg/s)", always(func(r *report) float64 { return r.MaxRateOK }), "%.0f", "≥ 3×", ratioAtLeast(3)},
 		{"S2", "load tool CPU share at that rate (cores)", always(toolCoresAtMax), "%.2f", "", nil},
 		{"S2", "servers CPU at that rate (cores)", always(serverCoresAtMax), "%.2f", "", nil},
+		{"S2", "first failing step (msg/s)", always(func(r *report) float64 { return firstFailing(r).Rate }), "%.0f", "", nil},
+		{"S2", "  its p99 (ms)", always(func(r *report) float64 { return firstFailing(r).Latency.P99 }), "%.1f", "", nil},
+		{"S2", "  its CPU: servers + load tool + redis (cores of 2)", always(machineCoresAtFail), "%.2f", "", nil},
+		{"S2", "  its load tool CPU (cores)", always(func(r *report) float64 { return cores(firstFailing(r), firstFailing(r).LoadToolCPUSeconds) }), "%.2f", "", nil},
 		{"S3", "RSS per idle websocket connection (KiB)", always(func(r *report) float64 { return r.Servers.RSSPerConnKB }), "%.1f", "≤ 0.7×", ratioAtMost(0.7)},
 		{"S3", "connections held", always(func(r *report) float64 { return float64(r.Connect.Connected) }), "%.0f", "", nil},
 		{"S4", "connects per second", always(func(r *report) float64 { return r.Connect.PerSecond }), "%.0f", "≥ 2×", ratioAtLeast(2)},
@@ -67,6 +71,29 @@ func passingStep(r *report) (stepReport, bool) {
 		}
 	}
 	return stepReport{}, false
+}
+
+// firstFailing returns the first step that did not pass (zero if none).
+func firstFailing(r *report) stepReport {
+	for _, s := range r.Steps {
+		if !s.Pass {
+			return s
+		}
+	}
+	return stepReport{}
+}
+
+// cores turns CPU seconds spent during step s into cores.
+func cores(s stepReport, cpu float64) float64 {
+	if s.SendSeconds <= 0 {
+		return 0
+	}
+	return cpu / s.SendSeconds
+}
+
+func machineCoresAtFail(r *report) float64 {
+	s := firstFailing(r)
+	return cores(s, s.ServerCPUSeconds+s.LoadToolCPUSeconds+s.AuxCPUSeconds)
 }
 
 func toolCoresAtMax(r *report) float64 {
