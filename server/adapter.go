@@ -35,7 +35,8 @@ type redisLink struct {
 	logger   *slog.Logger
 	onError  func()
 
-	up      atomic.Bool
+	up      atomic.Bool // the last probe succeeded (readiness)
+	down    atomic.Bool // the last probe failed (deliveries stay local)
 	lastErr atomic.Pointer[string]
 	probed  atomic.Bool
 	wasUp   bool // only the probe goroutine touches it
@@ -86,6 +87,11 @@ func newRedisLink(rawURL string, logger *slog.Logger, onError func()) (*redisLin
 	return l, nil
 }
 
+// publishing reports whether deliveries should be published to the other
+// processes: yes unless the last probe failed. Before the first probe the
+// answer is yes (readiness still waits for a successful probe).
+func (l *redisLink) publishing() bool { return !l.down.Load() }
+
 // builder is the Socket.IO adapter constructor over this link.
 func (l *redisLink) builder() sio.AdapterConstructor {
 	return &adapter.RedisAdapterBuilder{Redis: l.client, Opts: adapter.DefaultRedisAdapterOptions()}
@@ -113,8 +119,10 @@ func (l *redisLink) probe() {
 	err := l.pub.Ping(ctx).Err()
 	if err != nil {
 		l.setDown(err.Error())
+		l.down.Store(true)
 	} else {
 		l.up.Store(true)
+		l.down.Store(false)
 	}
 	// Log transitions only (and the first verdict), not every probe.
 	if was := l.probed.Swap(true); was && l.wasUp == (err == nil) {

@@ -88,7 +88,7 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 		}
 		s.redis = link
 		nsCfg.Adapter = link.builder()
-		nsCfg.Remote = link.up.Load
+		nsCfg.Remote = link.publishing
 	}
 	app, err := namespaces.New(nsCfg)
 	if err != nil {
