@@ -91,7 +91,9 @@ func newRedisLink(rawURL string, logger *slog.Logger, onError func()) (*redisLin
 // subscriptions. It speaks RESP2: with go-redis v9.18's default RESP3, pub/sub
 // messages are push frames, and a few of them are lost when several are
 // buffered (measured: about 5 in 40,000 under load, silently), while RESP2
-// lost none. TestSubscriberReceivesEveryMessage guards it.
+// lost none. Upstream: redis/go-redis#3839 (a push frame cut inside its name
+// is consumed as an unknown notification). TestSubscriberReceivesEveryMessage
+// guards it.
 func subscriberOptions(opt *goredis.Options) goredis.Options {
 	sub := *opt
 	sub.Protocol = 2
