@@ -88,12 +88,12 @@ func newRedisLink(rawURL string, logger *slog.Logger, onError func()) (*redisLin
 }
 
 // subscriberOptions are the options of the client behind the adapter's
-// subscriptions. It speaks RESP2: with go-redis v9.18's default RESP3, pub/sub
-// messages are push frames, and a few of them are lost when several are
-// buffered (measured: about 5 in 40,000 under load, silently), while RESP2
-// lost none. Upstream: redis/go-redis#3839 (a push frame cut inside its name
-// is consumed as an unknown notification). TestSubscriberReceivesEveryMessage
-// guards it.
+// subscriptions. It speaks RESP2: go-redis v9.18 on RESP3 silently lost
+// about 5 in 40,000 pub/sub messages under load (a push frame cut inside its
+// name was consumed as an unknown notification, redis/go-redis#3839; fixed
+// in the v9.23.0 required here). RESP2 has no push frames at all, so the
+// subscriber does not depend on that fix. TestSubscriberReceivesEveryMessage
+// guards the property.
 func subscriberOptions(opt *goredis.Options) goredis.Options {
 	sub := *opt
 	sub.Protocol = 2
