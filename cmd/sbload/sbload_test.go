@@ -62,7 +62,9 @@ func TestDetectsDroppedAndDuplicatedDelivery(t *testing.T) {
 	if s.Missing != 1 || s.Duplicated != 1 || s.Received != 29 || s.Unexpected != 0 {
 		t.Fatalf("want 1 missing, 1 duplicated, 29 received; got %+v", s)
 	}
-	if s.DevicesMissing != 1 || s.DevicesDuplicated != 1 || len(s.Faults) != 2 {
+	// The two faulty messages go to random recipients, so one device may
+	// carry both faults: one or two fault lines, one device of each kind.
+	if s.DevicesMissing != 1 || s.DevicesDuplicated != 1 || len(s.Faults) < 1 || len(s.Faults) > 2 {
 		t.Fatalf("want one device with a missing and one with a duplicate: %+v", s.Faults)
 	}
 	if s.Pass {
