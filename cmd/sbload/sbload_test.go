@@ -23,8 +23,8 @@ func fakeConfig(t *testing.T, targets ...string) config {
 	pids := strings.TrimSuffix(strings.Repeat(self+",", len(targets)), ",")
 	cfg, err := parseConfig([]string{
 		"-secret", testSecret, "-targets", strings.Join(targets, ","), "-pids", pids,
-		"-users", "4", "-devices", "2", "-rate", "200", "-messages", "10", "-drain", "2s",
-		"-connect-timeout", "2s", "-progress", "0",
+		"-users", "4", "-devices", "2", "-rate", "200", "-messages", "10", "-drain", "5s",
+		"-connect-timeout", "10s", "-progress", "0",
 	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func TestCleanServerHasNoFaults(t *testing.T) {
 func TestCountsStalledAndFailedConnects(t *testing.T) {
 	hub := &fakeHub{secret: []byte(testSecret), stallUser: "-1", failUser: "-2", users: map[string][]*fakeConn{}}
 	cfg := fakeConfig(t, hub.start(t))
-	cfg.ConnTimeout = 300 * time.Millisecond
+	cfg.ConnTimeout = 3 * time.Second // long enough for a loaded CI machine; only the stalled user waits it out
 	rep := runLoad(t, cfg)
 	c := rep.Connect
 	if c.Connected != 4 || c.Stalled != 2 || c.Failed != 2 || c.Attempted != 8 {
