@@ -39,7 +39,8 @@ func (s *Server) readJSON(c *gin.Context) (any, bool) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var v any
-	if err := dec.Decode(&v); err != nil || dec.More() {
+	// One value and nothing after it but white space.
+	if err := dec.Decode(&v); err != nil {
 		apiError(c, http.StatusBadRequest, "bad_request", "body is not one JSON value")
 		return nil, false
 	}
