@@ -305,7 +305,7 @@ pace:
 	wg.Wait()
 	sendSecs := time.Since(start).Seconds()
 
-	// Drain: wait for every outstanding delivery, at most cfg.Drain.
+	// Drain: wait for every outstanding delivery and ack, at most cfg.Drain.
 	deadline := time.Now().Add(r.cfg.Drain)
 	for r.outstanding(step) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		sleepCtx(ctx, 10*time.Millisecond)

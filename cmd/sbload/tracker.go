@@ -135,12 +135,14 @@ func (t *tracker) otherEvent(d *device, name string) {
 	t.otherEvents[name]++
 }
 
-// outstanding returns the deliveries of step not received yet.
+// outstanding returns the deliveries and acks of step not received yet.
 func (t *tracker) outstanding(step int) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.steps[step]
-	return st.expected - st.received
+	// The server acks after it has delivered, so the deliveries of the last
+	// message can all be in while its ack is still on the wire: wait for both.
+	return (st.expected - st.received) + (st.sent - len(st.acks))
 }
 
 // totals returns messages sent and deliveries received over all steps.
