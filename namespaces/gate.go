@@ -9,21 +9,27 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// gateHandshake fixes a race in the Engine.IO server (v3.0.5) that loses
-// about 1 to 4 in 1000 websocket-only connects: its websocket transport
-// starts reading as soon as it is created and the server writes the OPEN
-// packet before it emits "connection", which is when Socket.IO attaches its
-// "data" listener. A client that answers OPEN with its namespace CONNECT at
-// once can have that packet read and dropped in between, and then waits for
-// its connect timeout.
+// gateHandshake fixes a race in the Engine.IO server (v3.0.5): its
+// websocket transport starts reading as soon as it is created, before the
+// listeners that consume what it reads are attached.
 //
-// The handshake runs synchronously inside the engine's ServeHTTP, so for a
-// new websocket connection (no sid) reads from the hijacked connection are
-// held until ServeHTTP returns, by which time every listener is attached.
-// Writes are not held, so the OPEN packet still leaves at once.
+//   - A new connection: the server writes the OPEN packet before it emits
+//     "connection", which is when Socket.IO attaches its "data" listener. A
+//     client that answers OPEN with its namespace CONNECT at once can have
+//     that packet read and dropped in between (1 to 150 stalled connects in
+//     10,000), and then waits for its connect timeout.
+//   - An upgrade from polling: MaybeUpgrade attaches its "packet" listener
+//     after the transport is created, so the client's immediate "2probe" can
+//     be dropped and the upgrade never completes (about 2 in 1,000 under
+//     load); anything the server writes meanwhile stays buffered.
+//
+// Both happen synchronously inside the engine's ServeHTTP, so reads from
+// every hijacked websocket connection are held until ServeHTTP returns, by
+// which time every listener is attached. Writes are not held, so the OPEN
+// packet still leaves at once.
 func gateHandshake(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !websocket.IsWebSocketUpgrade(r) || r.URL.Query().Get("sid") != "" {
+		if !websocket.IsWebSocketUpgrade(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
