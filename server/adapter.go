@@ -29,6 +29,7 @@ const (
 // whether Redis answers.
 type redisLink struct {
 	pub, sub *goredis.Client
+	batcher  *publishBatcher // pipelines pub's PUBLISH commands
 	client   *redisadapter.RedisClient
 	dialer   *backoffDialer
 	cancel   context.CancelFunc
@@ -81,6 +82,8 @@ func newRedisLink(rawURL string, logger *slog.Logger, onError func()) (*redisLin
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	l.batcher = newPublishBatcher(l.pub, func(err error) { l.adapterError(err) })
+	l.pub.AddHook(l.batcher)
 	l.client = redisadapter.NewRedisClientWithSub(ctx, l.pub, l.sub)
 	_ = l.client.On("error", l.adapterError)
 	l.setDown("not probed yet")
@@ -189,14 +192,16 @@ func (l *redisLink) start() {
 	go l.run()
 }
 
-// close stops the probe and closes both clients; the adapter's
-// subscriptions end with its context. It is idempotent.
+// close stops the probe, writes the publishes still queued and closes both
+// clients; the adapter's subscriptions end with its context. It is
+// idempotent.
 func (l *redisLink) close() error {
 	l.closeOnce.Do(func() {
 		close(l.stop)
 		if l.started.Load() {
 			<-l.done
 		}
+		l.batcher.close()
 		l.cancel()
 		l.closeErr = errors.Join(l.pub.Close(), l.sub.Close())
 	})

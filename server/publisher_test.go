@@ -1,0 +1,131 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Publishes made through the batcher from many goroutines all reach Redis,
+// each goroutine's in the order it made them, including those still queued
+// when the batcher closes; after close, publishing goes straight through.
+func TestPublishBatcherKeepsOrderAndFlushesOnClose(t *testing.T) {
+	redis := startRedis(t)
+	opt, err := goredis.ParseURL(redis.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := goredis.NewClient(opt)
+	sub := goredis.NewClient(opt)
+	t.Cleanup(func() { _ = pub.Close(); _ = sub.Close() })
+	var errMu sync.Mutex
+	var errs []error
+	b := newPublishBatcher(pub, func(err error) { errMu.Lock(); errs = append(errs, err); errMu.Unlock() })
+	pub.AddHook(b)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ps := sub.PSubscribe(ctx, "batch#*")
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	const publishers, each = 8, 5000
+	var wg sync.WaitGroup
+	for w := range publishers {
+		wg.Go(func() {
+			for i := range each {
+				// The hook answers at once; a non-nil error here would mean a
+				// PUBLISH went around the queue and failed.
+				if err := pub.Publish(ctx, "batch#"+strconv.Itoa(w)+"#", strconv.Itoa(w)+":"+strconv.Itoa(i)).Err(); err != nil {
+					t.Errorf("publish: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.close() // what is still queued is written before close returns
+	if err := pub.Publish(ctx, "batch#after#", "after:0").Err(); err != nil {
+		t.Fatalf("publish after close: %v", err)
+	}
+	b.close() // idempotent
+
+	next := make([]int, publishers)
+	for got := 0; got < publishers*each; got++ {
+		msg := receive(ctx, t, ps)
+		w, i := parsePair(t, msg.Payload)
+		if w < 0 || w >= publishers || i != next[w] {
+			t.Fatalf("message %q out of order or unknown: publisher %d expected %d next", msg.Payload, w, next[w])
+		}
+		next[w]++
+	}
+	if msg := receive(ctx, t, ps); msg.Payload != "after:0" {
+		t.Fatalf("after close: got %q", msg.Payload)
+	}
+	errMu.Lock()
+	defer errMu.Unlock()
+	if len(errs) > 0 {
+		t.Fatalf("batcher reported errors: %v", errors.Join(errs...))
+	}
+}
+
+// A pipeline that fails (Redis gone) is reported, and the batcher keeps
+// serving the queue instead of blocking publishers.
+func TestPublishBatcherReportsFailedPipeline(t *testing.T) {
+	redis := startRedis(t)
+	opt, err := goredis.ParseURL(redis.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.MaxRetries = -1
+	opt.DialTimeout = 200 * time.Millisecond
+	pub := goredis.NewClient(opt)
+	t.Cleanup(func() { _ = pub.Close() })
+	reported := make(chan error, 1000)
+	b := newPublishBatcher(pub, func(err error) { reported <- err })
+	pub.AddHook(b)
+	t.Cleanup(b.close)
+
+	redis.kill()
+	ctx := context.Background()
+	for i := range 2 * cap(b.queue) { // more than the queue holds: must not block for good
+		_ = pub.Publish(ctx, "gone#", strconv.Itoa(i)).Err()
+	}
+	select {
+	case err := <-reported:
+		if err == nil {
+			t.Fatal("reported a nil error")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no failure reported for publishes to a dead Redis")
+	}
+}
+
+func receive(ctx context.Context, t *testing.T, ps *goredis.PubSub) *goredis.Message {
+	t.Helper()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msg, err := ps.ReceiveMessage(rctx)
+	if err != nil {
+		t.Fatalf("receive: %v", err)
+	}
+	return msg
+}
+
+func parsePair(t *testing.T, s string) (int, int) {
+	t.Helper()
+	a, b, ok := strings.Cut(s, ":")
+	x, err1 := strconv.Atoi(a)
+	y, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil {
+		t.Fatalf("malformed payload %q", s)
+	}
+	return x, y
+}
