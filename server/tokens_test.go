@@ -226,3 +226,15 @@ func notGenuine(token, user string) string {
 	}
 	return ""
 }
+
+// BenchmarkVerifyToken is the token check every connect pays (S4 of issue 5).
+func BenchmarkVerifyToken(b *testing.B) {
+	tokens := server.NewTokens(fuzzSecret, clockAt(tokenNow))
+	tok := sign(b, jwt.SigningMethodHS256, fuzzSecret, jwt.MapClaims{"sub": "user-1234", "iat": tokenNow.Unix(), "exp": tokenNow.Add(time.Hour).Unix()})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tokens.VerifyToken(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
