@@ -146,7 +146,7 @@ func New(cfg Config) (*App, error) {
 			a.bind(s)
 		}
 	})
-	a.handler = gateHandshake(io.ServeHandler(nil))
+	a.handler = slimSessionRequests(gateHandshake(io.ServeHandler(nil)))
 	// Registered after socket.io's own listener (ServeHandler binds it), so
 	// the Client's listeners exist when holdData wraps them.
 	_ = io.Engine().On("connection", a.holdData)
