@@ -39,6 +39,7 @@ type config struct {
 	Output       string        `json:"-"`
 	Label        string        `json:"label"`
 	SenderWorker int           `json:"sender_workers"`
+	Browser      bool          `json:"browser_headers"` // send a browser's upgrade headers
 }
 
 // parseConfig reads the flags in args (without the program name).
@@ -71,6 +72,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.Output, "o", "", "also write the JSON report to this file")
 	fs.StringVar(&c.Label, "label", "", "name for this run in the report")
 	fs.IntVar(&c.SenderWorker, "sender-workers", 4, "goroutines writing sendMessage packets")
+	fs.BoolVar(&c.Browser, "browser-headers", false, "send the headers a desktop browser sends with a websocket upgrade (User-Agent, Cookie, ...) instead of the bare minimum")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +61,23 @@ type dialer struct {
 	namespace string
 	sources   []netip.Addr
 	timeout   time.Duration
+	browser   bool // send browserHeaders
+}
+
+// browserHeaders are what a desktop Chrome sends, besides the websocket
+// handshake itself, when a page of the site opens a websocket: a server
+// that keeps the opening request pays for them per connection. The cookie
+// stands for a site's session and preference cookies (about 500 bytes).
+func browserHeaders(target string) http.Header {
+	return http.Header{
+		"Origin":          {"http://" + target},
+		"User-Agent":      {"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"},
+		"Accept-Language": {"en-GB,en-US;q=0.9,en;q=0.8"},
+		"Accept-Encoding": {"gzip, deflate, br, zstd"},
+		"Cache-Control":   {"no-cache"},
+		"Pragma":          {"no-cache"},
+		"Cookie":          {"session=" + strings.Repeat("s0Me5e55i0nT0k3n", 16) + "; prefs=" + strings.Repeat("theme%3Ddark%26lang%3Den-GB%26", 8) + "; _ga=GA1.1.1234567890.1700000000; _ga_X1Y2Z3=GS1.1.1700000000.1.1.1700000001.0.0.0"},
+	}
 }
 
 func (dl *dialer) wsDialer(source int) *websocket.Dialer {
@@ -82,7 +101,11 @@ func (dl *dialer) connect(ctx context.Context, d *device, target, token string, 
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	u := "ws://" + target + "/socket.io/?EIO=4&transport=websocket"
-	ws, resp, err := dl.wsDialer(d.idx).DialContext(ctx, u, nil)
+	var header http.Header
+	if dl.browser {
+		header = browserHeaders(target)
+	}
+	ws, resp, err := dl.wsDialer(d.idx).DialContext(ctx, u, header)
 	if resp != nil && resp.Body != nil {
 		resp.Body.Close()
 	}

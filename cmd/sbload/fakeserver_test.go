@@ -28,9 +28,10 @@ type fakeHub struct {
 	stallUser string // user id suffix whose CONNECT is never answered
 	failUser  string // user id suffix refused with connect_error
 
-	mu    sync.Mutex
-	users map[string][]*fakeConn
-	n     int
+	mu      sync.Mutex
+	users   map[string][]*fakeConn
+	n       int
+	browser int // upgrade requests that carried a browser's Cookie and User-Agent
 }
 
 type fakeConn struct {
@@ -53,6 +54,11 @@ func (h *fakeHub) start(t *testing.T) string {
 		if r.URL.Path != "/socket.io/" || r.URL.Query().Get("transport") != "websocket" || r.URL.Query().Get("EIO") != "4" {
 			http.Error(w, "want a websocket Engine.IO v4 request", http.StatusBadRequest)
 			return
+		}
+		if r.Header.Get("Cookie") != "" && strings.HasPrefix(r.Header.Get("User-Agent"), "Mozilla/") {
+			h.mu.Lock()
+			h.browser++
+			h.mu.Unlock()
 		}
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {

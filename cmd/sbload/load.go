@@ -46,7 +46,7 @@ func newLoadRun(cfg config) *loadRun {
 		devices: make([]*device, n),
 		users:   make([][]*device, cfg.Users),
 		alive:   make([]atomic.Bool, n),
-		dialer:  &dialer{namespace: cfg.Namespace, sources: cfg.SourceIPs, timeout: cfg.ConnTimeout},
+		dialer:  &dialer{namespace: cfg.Namespace, sources: cfg.SourceIPs, timeout: cfg.ConnTimeout, browser: cfg.Browser},
 		smp:     newSampler(append(append([]int(nil), cfg.Pids...), cfg.AuxPids...)),
 	}
 	devTarget := make([]int, n)

@@ -102,6 +102,23 @@ func TestCleanServerHasNoFaults(t *testing.T) {
 	}
 }
 
+// -browser-headers sends a browser's headers with every upgrade, and they do
+// not disturb the websocket handshake.
+func TestBrowserHeaders(t *testing.T) {
+	hub := &fakeHub{secret: []byte(testSecret), users: map[string][]*fakeConn{}}
+	cfg := fakeConfig(t, hub.start(t), hub.start(t))
+	cfg.Browser = true
+	rep := runLoad(t, cfg)
+	if rep.Connect.Connected != cfg.Users*cfg.Devices || rep.Steps[0].Received != 30 {
+		t.Fatalf("connects or deliveries failed with browser headers: %+v %+v", rep.Connect, rep.Steps[0])
+	}
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	if hub.browser != cfg.Users*cfg.Devices {
+		t.Fatalf("%d of %d upgrade requests carried the browser headers", hub.browser, cfg.Users*cfg.Devices)
+	}
+}
+
 // A CONNECT that is never answered counts as stalled, a connect_error as
 // failed, and neither device is expected to receive anything.
 func TestCountsStalledAndFailedConnects(t *testing.T) {
