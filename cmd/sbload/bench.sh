@@ -51,6 +51,12 @@ if [ "$PEER_CMD" = "node /tmp/peer/server.js" ] && [[ " $SERVERS " == *" peer "*
   (cd /tmp/peer && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# cpu_ticks prints the machine's total and steal CPU ticks from /proc/stat:
+# on a virtual machine, time the hypervisor gave to other guests makes both
+# servers slower alike, and is worth knowing when comparing runs.
+cpu_ticks() { awk '/^cpu / {t=0; for (i=2; i<=NF; i++) t+=$i; print t, $9}' /proc/stat; }
+read -r TICKS0 STEAL0 <<<"$(cpu_ticks)"
+
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "nproc: $(nproc)"
@@ -93,6 +99,10 @@ for scen in "${SCENARIOS[@]}"; do
   if [ ${#order[@]} -eq 2 ]; then order=("${order[1]}" "${order[0]}"); fi
 done
 
-echo "uptime after: $(uptime)" | tee -a "$OUT/machine.txt" >&2
+read -r TICKS1 STEAL1 <<<"$(cpu_ticks)"
+{
+  echo "uptime after: $(uptime)"
+  awk -v t=$((TICKS1 - TICKS0)) -v s=$((STEAL1 - STEAL0)) 'BEGIN {printf "cpu steal during the run: %.1f%% of cpu time\n", t ? 100 * s / t : 0}'
+} | tee -a "$OUT/machine.txt" >&2
 "$OUT/sbload" table "$OUT" | tee "$OUT/table.md"
 log "results in $OUT"
