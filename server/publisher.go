@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"sync"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -10,6 +11,10 @@ import (
 // maxPublishBatch bounds one pipeline: a few hundred deliveries of a few
 // hundred bytes each is one write of well under a megabyte.
 const maxPublishBatch = 256
+
+// publishCloseGrace bounds how long close waits for the queue to be
+// written before abandoning what is left (Redis gone as the process stops).
+const publishCloseGrace = 2 * time.Second
 
 // publishBatcher pipelines the adapter's PUBLISH commands.
 //
@@ -35,6 +40,9 @@ type publishBatcher struct {
 	mu     sync.RWMutex // closed, and sending on queue
 	closed bool
 	done   chan struct{}
+
+	ctx   context.Context // ends when close gives up on the queue
+	abort context.CancelFunc
 }
 
 var _ goredis.Hook = (*publishBatcher)(nil)
@@ -42,11 +50,14 @@ var _ goredis.Hook = (*publishBatcher)(nil)
 // newPublishBatcher starts the writer; client is the client the batcher is
 // hooked into (its pipelines bypass the hook).
 func newPublishBatcher(client *goredis.Client, onError func(error)) *publishBatcher {
+	ctx, abort := context.WithCancel(context.Background())
 	b := &publishBatcher{
 		client:  client,
 		queue:   make(chan goredis.Cmder, 4*maxPublishBatch),
 		onError: onError,
 		done:    make(chan struct{}),
+		ctx:     ctx,
+		abort:   abort,
 	}
 	go b.run()
 	return b
@@ -97,7 +108,7 @@ func (b *publishBatcher) run() {
 }
 
 func (b *publishBatcher) flush(batch []goredis.Cmder) {
-	ctx, cancel := context.WithTimeout(context.Background(), redisOpTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, redisOpTimeout)
 	defer cancel()
 	pipe := b.client.Pipeline()
 	for _, cmd := range batch {
@@ -108,8 +119,8 @@ func (b *publishBatcher) flush(batch []goredis.Cmder) {
 	}
 }
 
-// close writes what is queued and stops the writer; later publishes go
-// straight to the client. It is idempotent.
+// close writes what is queued, waiting at most publishCloseGrace, and stops
+// the writer; later publishes go straight to the client. It is idempotent.
 func (b *publishBatcher) close() {
 	b.mu.Lock()
 	if !b.closed {
@@ -117,5 +128,13 @@ func (b *publishBatcher) close() {
 		close(b.queue)
 	}
 	b.mu.Unlock()
-	<-b.done
+	t := time.NewTimer(publishCloseGrace)
+	defer t.Stop()
+	select {
+	case <-b.done:
+	case <-t.C:
+		b.abort() // the rest fails at once and is reported
+		<-b.done
+	}
+	b.abort()
 }

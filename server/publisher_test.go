@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -128,4 +129,63 @@ func parsePair(t *testing.T, s string) (int, int) {
 		t.Fatalf("malformed payload %q", s)
 	}
 	return x, y
+}
+
+// Closing while Redis accepts connections but never answers: close gives up
+// on what is left after its grace period instead of waiting out every
+// batch's timeout, and reports the abandoned publishes.
+func TestPublishBatcherCloseGivesUpOnASilentRedis(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var heldMu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			heldMu.Lock()
+			held = append(held, c) // read nothing, answer nothing
+			heldMu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		heldMu.Lock()
+		defer heldMu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+
+	pub := goredis.NewClient(&goredis.Options{Addr: ln.Addr().String(), Protocol: 2, MaxRetries: -1})
+	t.Cleanup(func() { _ = pub.Close() })
+	var errMu sync.Mutex
+	var errs []error
+	b := newPublishBatcher(pub, func(err error) { errMu.Lock(); errs = append(errs, err); errMu.Unlock() })
+	pub.AddHook(b)
+	// Each batch waits redisOpTimeout for its reply: a full queue is four
+	// batches, twice the grace period.
+	for i := range cap(b.queue) {
+		_ = pub.Publish(context.Background(), "silent#", strconv.Itoa(i)).Err()
+	}
+	closed := make(chan struct{})
+	go func() { b.close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("close never returned")
+	}
+	errMu.Lock()
+	defer errMu.Unlock()
+	abandoned := false
+	for _, err := range errs {
+		abandoned = abandoned || errors.Is(err, context.Canceled)
+	}
+	if !abandoned {
+		t.Fatalf("no publish reported as abandoned at close; errors: %v", errs)
+	}
 }
