@@ -222,34 +222,68 @@ func (l *redisLink) close() error {
 	return l.closeErr
 }
 
-// backoffDialer waits after a failed dial, doubling up to max, so that a
-// caller retrying in a loop retries at a bounded rate. It is armed when the
-// server opens: while the adapters are built (and subscribe) a down Redis
-// must not delay the start.
+// backoffDialer spaces out dials that come in quick succession, doubling
+// the wait up to max, so that a caller redialling in a loop does so at a
+// bounded rate. The adapter's receive loops redial at once on any error:
+// when Redis refuses connections, and equally when it accepts them and then
+// fails every one (protected mode, a wrong password, maxclients), which a
+// dialer that only backed off failed dials let spin at about 180 dials a
+// second. A dial after a quiet spell (a connection that lived) is
+// immediate. It is armed when the server opens: while the adapters are
+// built (and subscribe) nothing must delay the start.
 type backoffDialer struct {
-	d        net.Dialer
-	max      time.Duration
-	armed    atomic.Bool
-	mu       sync.Mutex
-	failures int
+	d     net.Dialer
+	max   time.Duration
+	armed atomic.Bool
+	now   func() time.Time                     // nil: time.Now
+	sleep func(context.Context, time.Duration) // nil: a timer, cut short by ctx
+
+	mu     sync.Mutex
+	last   time.Time // the previous dial
+	streak int       // dials in quick succession before this one
 }
 
 func (b *backoffDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	conn, err := b.d.DialContext(ctx, network, addr)
-	b.mu.Lock()
-	if err == nil || !b.armed.Load() {
-		b.failures = 0
-		b.mu.Unlock()
-		return conn, err
+	if wait := b.next(); wait > 0 {
+		b.wait(ctx, wait)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 	}
-	wait := min(b.max, 50*time.Millisecond<<min(b.failures, 8))
-	b.failures++
-	b.mu.Unlock()
-	t := time.NewTimer(wait)
+	return b.d.DialContext(ctx, network, addr)
+}
+
+// next records a dial and returns how long it waits first: nothing after a
+// quiet spell of twice max, else 50 ms doubled per dial in the streak.
+func (b *backoffDialer) next() time.Duration {
+	now := time.Now
+	if b.now != nil {
+		now = b.now
+	}
+	t := now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	quick := !b.last.IsZero() && t.Sub(b.last) < 2*b.max
+	b.last = t
+	if !b.armed.Load() || !quick {
+		b.streak = 0
+		return 0
+	}
+	wait := min(b.max, 50*time.Millisecond<<min(b.streak, 8))
+	b.streak++
+	b.last = t.Add(wait) // the dial happens after the wait
+	return wait
+}
+
+func (b *backoffDialer) wait(ctx context.Context, d time.Duration) {
+	if b.sleep != nil {
+		b.sleep(ctx, d)
+		return
+	}
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return nil, err
 }
