@@ -206,16 +206,16 @@ func (l *redisLink) start() {
 	go l.run()
 }
 
-// close stops the probe, writes the publishes still queued and closes both
-// clients; the adapter's subscriptions end with its context. It is
-// idempotent.
-func (l *redisLink) close() error {
+// close stops the probe, writes the publishes still queued (for as long as
+// ctx allows) and closes both clients; the adapter's subscriptions end with
+// its context. It is idempotent.
+func (l *redisLink) close(ctx context.Context) error {
 	l.closeOnce.Do(func() {
 		close(l.stop)
 		if l.started.Load() {
 			<-l.done
 		}
-		l.batcher.close()
+		l.batcher.close(ctx)
 		l.cancel()
 		l.closeErr = errors.Join(l.pub.Close(), l.sub.Close())
 	})

@@ -31,7 +31,7 @@ func TestSubscriberConnectionsProbeTheirPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer link.close()
+	defer link.close(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	conn, err := link.dialer.DialContext(ctx, "tcp", ln.Addr().String())

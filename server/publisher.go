@@ -119,9 +119,10 @@ func (b *publishBatcher) flush(batch []goredis.Cmder) {
 	}
 }
 
-// close writes what is queued, waiting at most publishCloseGrace, and stops
-// the writer; later publishes go straight to the client. It is idempotent.
-func (b *publishBatcher) close() {
+// close writes what is queued, waiting at most publishCloseGrace and no
+// longer than ctx, and stops the writer; later publishes go straight to the
+// client. It is idempotent.
+func (b *publishBatcher) close(ctx context.Context) {
 	b.mu.Lock()
 	if !b.closed {
 		b.closed = true
@@ -133,8 +134,8 @@ func (b *publishBatcher) close() {
 	select {
 	case <-b.done:
 	case <-t.C:
-		b.abort() // the rest fails at once and is reported
-		<-b.done
+	case <-ctx.Done():
 	}
-	b.abort()
+	b.abort() // what is left fails at once and is reported
+	<-b.done
 }

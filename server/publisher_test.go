@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,11 +53,11 @@ func TestPublishBatcherKeepsOrderAndFlushesOnClose(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	b.close() // what is still queued is written before close returns
+	b.close(ctx) // what is still queued is written before close returns
 	if err := pub.Publish(ctx, "batch#after#", "after:0").Err(); err != nil {
 		t.Fatalf("publish after close: %v", err)
 	}
-	b.close() // idempotent
+	b.close(ctx) // idempotent
 
 	next := make([]int, publishers)
 	for got := 0; got < publishers*each; got++ {
@@ -92,7 +93,7 @@ func TestPublishBatcherReportsFailedPipeline(t *testing.T) {
 	reported := make(chan error, 1000)
 	b := newPublishBatcher(pub, func(err error) { reported <- err })
 	pub.AddHook(b)
-	t.Cleanup(b.close)
+	t.Cleanup(func() { b.close(context.Background()) })
 
 	redis.kill()
 	ctx := context.Background()
@@ -135,12 +136,38 @@ func parsePair(t *testing.T, s string) (int, int) {
 // on what is left after its grace period instead of waiting out every
 // batch's timeout, and reports the abandoned publishes.
 func TestPublishBatcherCloseGivesUpOnASilentRedis(t *testing.T) {
+	b, reported := silentBatcher(t)
+	closeWithin(t, b, context.Background())
+	if !slices.ContainsFunc(reported(), func(err error) bool { return errors.Is(err, context.Canceled) }) {
+		t.Fatalf("no publish reported as abandoned at close; errors: %v", reported())
+	}
+}
+
+// Shutdown's own deadline bounds close too: with the caller's context
+// already ended, close abandons the queue at once, so even the batch in
+// flight fails as abandoned rather than by its own timeout.
+func TestPublishBatcherCloseRespectsTheCallersContext(t *testing.T) {
+	b, reported := silentBatcher(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	closeWithin(t, b, ctx)
+	errs := reported()
+	if len(errs) == 0 || !errors.Is(errs[0], context.Canceled) {
+		t.Fatalf("the first failure should be the abandonment, got %v", errs)
+	}
+}
+
+// silentBatcher is a batcher over a "Redis" that accepts connections and
+// never answers, with a full queue of publishes; reported returns what it
+// reported so far.
+func silentBatcher(t *testing.T) (b *publishBatcher, reported func() []error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var held []net.Conn
 	var heldMu sync.Mutex
+	var held []net.Conn
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -165,27 +192,27 @@ func TestPublishBatcherCloseGivesUpOnASilentRedis(t *testing.T) {
 	t.Cleanup(func() { _ = pub.Close() })
 	var errMu sync.Mutex
 	var errs []error
-	b := newPublishBatcher(pub, func(err error) { errMu.Lock(); errs = append(errs, err); errMu.Unlock() })
+	b = newPublishBatcher(pub, func(err error) { errMu.Lock(); errs = append(errs, err); errMu.Unlock() })
 	pub.AddHook(b)
 	// Each batch waits redisOpTimeout for its reply: a full queue is four
 	// batches, twice the grace period.
 	for i := range cap(b.queue) {
 		_ = pub.Publish(context.Background(), "silent#", strconv.Itoa(i)).Err()
 	}
+	return b, func() []error {
+		errMu.Lock()
+		defer errMu.Unlock()
+		return slices.Clone(errs)
+	}
+}
+
+func closeWithin(t *testing.T, b *publishBatcher, ctx context.Context) {
+	t.Helper()
 	closed := make(chan struct{})
-	go func() { b.close(); close(closed) }()
+	go func() { b.close(ctx); close(closed) }()
 	select {
 	case <-closed:
 	case <-time.After(60 * time.Second):
 		t.Fatal("close never returned")
-	}
-	errMu.Lock()
-	defer errMu.Unlock()
-	abandoned := false
-	for _, err := range errs {
-		abandoned = abandoned || errors.Is(err, context.Canceled)
-	}
-	if !abandoned {
-		t.Fatalf("no publish reported as abandoned at close; errors: %v", errs)
 	}
 }

@@ -92,13 +92,13 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 	}
 	app, err := namespaces.New(nsCfg)
 	if err != nil {
-		return nil, errors.Join(err, s.closeRedis())
+		return nil, errors.Join(err, s.closeRedis(context.Background()))
 	}
 	s.app = app
 
 	handler, err := s.routes(static)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("routes: %w", err), s.closeRedis())
+		return nil, errors.Join(fmt.Errorf("routes: %w", err), s.closeRedis(context.Background()))
 	}
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	base, endRequests := context.WithCancel(context.Background())
@@ -168,7 +168,7 @@ func (s *Server) NodeID() string { return s.nodeID }
 // failed: a client that never completes its close must not hold the process.
 func (s *Server) Run(ctx context.Context) error {
 	if err := s.Open(); err != nil {
-		return errors.Join(err, s.closeRedis())
+		return errors.Join(err, s.closeRedis(context.Background()))
 	}
 	var serveErr error
 	select {
@@ -219,16 +219,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.debug != nil {
 			debugErr = s.debug.Close()
 		}
-		s.shutdownErr = errors.Join(httpErr, appErr, debugErr, s.closeRedis())
+		s.shutdownErr = errors.Join(httpErr, appErr, debugErr, s.closeRedis(ctx))
 	})
 	return s.shutdownErr
 }
 
-func (s *Server) closeRedis() error {
+// closeRedis closes the Redis link; publishes still queued get until ctx
+// ends (and at most publishCloseGrace) to be written.
+func (s *Server) closeRedis(ctx context.Context) error {
 	if s.redis == nil {
 		return nil
 	}
-	if err := s.redis.close(); err != nil {
+	if err := s.redis.close(ctx); err != nil {
 		return fmt.Errorf("redis close: %w", err)
 	}
 	return nil
