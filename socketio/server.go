@@ -1,0 +1,173 @@
+// Package socketio is a Socket.IO server over package engineio: protocol v5
+// (socket.io-client v3 and v4) and v4 (socket.io-client v2, over Engine.IO
+// v3), namespaces with middleware, acknowledgements in both directions,
+// rooms and broadcasts, and an Adapter interface with an in-memory
+// implementation (adapters across processes live in socketio/redis).
+//
+// # Who owns what
+//
+// Each Engine.IO session has one client. Its packets are handled on the
+// session's strand: engineio hands messages over one at a time, in order,
+// holding the session's read lock (see package engineio), and everything
+// the strand touches needs no lock of its own: the decoder, the backlog
+// kept while a namespace connect waits for an asynchronous middleware, and
+// every socket's event handlers, which the application registers from
+// OnConnection and event handlers (both run on the strand). When a
+// middleware calls next later, from another goroutine, the connect resumes
+// on the strand through Session.Serialize, and the packets that arrived
+// meanwhile are handled after it, in order: nothing overtakes a namespace
+// CONNECT.
+//
+// Everything else may be reached from any goroutine (broadcasts from other
+// connections and from the adapter's subscriber, disconnects, timers) and
+// is guarded:
+//
+//   - client.mu: the client's connected sockets, its closed flag and the
+//     connect timer.
+//   - Socket.mu: the socket's state (pending, connected, closed), packets
+//     sent before its CONNECT reply, its acknowledgement callbacks, its
+//     data and disconnect handlers. The CONNECT reply is written under it,
+//     so no packet can be written before it.
+//   - the adapter's lock: rooms and every socket's room list.
+//   - Namespace.mu: the namespace's sockets, middlewares and handlers.
+//
+// Locks are taken in this order only: adapter, namespace, socket, client.
+// No goroutine is started per connection or per socket; timers
+// (connect timeout, acknowledgement timeouts) are time.AfterFunc.
+package socketio
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/engineio"
+)
+
+// Options configure a Server. Zero values are the documented defaults.
+type Options struct {
+	// ConnectTimeout closes a connection that has joined no namespace in
+	// time: 45 s.
+	ConnectTimeout time.Duration
+	// RootIsNotAConnect: the namespace "/", which socket.io-client v2
+	// (Engine.IO v3) joins implicitly, does not count as joining a
+	// namespace for ConnectTimeout, so such a client must join another
+	// namespace in time. Off (Node's behaviour) by default.
+	RootIsNotAConnect bool
+	// MaxAttachments bounds the binary attachments of one packet: 10.
+	MaxAttachments int
+	// Adapter builds each namespace's adapter; nil is NewMemoryAdapter.
+	Adapter AdapterFactory
+	// Logger receives protocol errors (at debug level) and handler panics;
+	// nil discards.
+	Logger *slog.Logger
+}
+
+// Server is a Socket.IO server.
+type Server struct {
+	opts       Options
+	engine     *engineio.Server
+	maxPayload int
+
+	mu   sync.RWMutex
+	nsps map[string]*Namespace
+}
+
+// NewServer returns a server over a new Engine.IO server configured by
+// eopts. The namespace "/" exists from the start.
+func NewServer(eopts engineio.Options, opts Options) (*Server, error) {
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 45 * time.Second
+	}
+	if opts.MaxAttachments <= 0 {
+		opts.MaxAttachments = 10
+	}
+	if opts.Adapter == nil {
+		opts.Adapter = func(n *Namespace) Adapter { return NewMemoryAdapter(n) }
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if eopts.MaxPayload <= 0 {
+		eopts.MaxPayload = 1_000_000
+	}
+	s := &Server{opts: opts, maxPayload: eopts.MaxPayload, nsps: make(map[string]*Namespace)}
+	eng, err := engineio.NewServer(eopts, engineHandler{s})
+	if err != nil {
+		return nil, err
+	}
+	s.engine = eng
+	s.Of("/")
+	return s, nil
+}
+
+// ServeHTTP serves the Engine.IO path.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+// Engine is the Engine.IO server underneath.
+func (s *Server) Engine() *engineio.Server { return s.engine }
+
+// Of returns the namespace name, creating it.
+func (s *Server) Of(name string) *Namespace {
+	if name == "" || name[0] != '/' {
+		name = "/" + name
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n, ok := s.nsps[name]; ok {
+		return n
+	}
+	n := &Namespace{name: name, srv: s, sockets: make(map[string]*Socket)}
+	n.adapter = s.opts.Adapter(n)
+	s.nsps[name] = n
+	return n
+}
+
+// namespace returns the namespace name if it exists.
+func (s *Server) namespace(name string) *Namespace {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.nsps[name]
+}
+
+// Close closes every connection (clients see a transport close and
+// reconnect), then the adapters. It returns when done or when ctx ends.
+func (s *Server) Close(ctx context.Context) error {
+	err := s.engine.Close(ctx)
+	s.mu.RLock()
+	nsps := make([]*Namespace, 0, len(s.nsps))
+	for _, n := range s.nsps {
+		nsps = append(nsps, n)
+	}
+	s.mu.RUnlock()
+	for _, n := range nsps {
+		if cerr := n.adapter.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("socketio: close adapter of %s: %w", n.name, cerr)
+		}
+	}
+	return err
+}
+
+// engineHandler receives the Engine.IO sessions.
+type engineHandler struct{ s *Server }
+
+func (h engineHandler) Open(sess *engineio.Session) engineio.Receiver {
+	c := newClient(h.s, sess)
+	if sess.Protocol() == 3 {
+		// Socket.IO v4 joins "/" implicitly.
+		c.connect("/", nil)
+	}
+	return c
+}
+
+// newID returns a socket id: 20 random URL-safe base64 characters.
+func newID() string {
+	var b [15]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
