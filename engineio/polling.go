@@ -85,7 +85,14 @@ func (s *Session) servePoll(w http.ResponseWriter, r *http.Request) {
 		items = []outPacket{{typ: PacketNoop}}
 	}
 	s.noop = false
-	if s.closed {
+	switch {
+	case s.closed && s.reason == ReasonTransportClose:
+		// The client closed the session (a close packet in its POST):
+		// as in Node, its pending GET ends with a noop, not a close.
+		if len(items) == 0 {
+			items = []outPacket{{typ: PacketNoop}}
+		}
+	case s.closed:
 		items = append(items, outPacket{typ: PacketClose})
 	}
 	s.mu.Unlock()
