@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/switchboard-rt/switchboard/engineio"
 )
 
@@ -130,5 +131,56 @@ func TestPollingClientCloseAnswersParkedGetWithNoop(t *testing.T) {
 	}
 	if status, _ := confRequest(t, http.MethodGet, url, ""); status != http.StatusBadRequest {
 		t.Fatalf("GET after close: %d, want 400", status)
+	}
+}
+
+// confWS dials url (http://...) as a websocket.
+func confWS(t *testing.T, url string) (*websocket.Conn, error) {
+	t.Helper()
+	c, res, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(url, "http"), nil)
+	if res != nil {
+		res.Body.Close()
+	}
+	if err == nil {
+		t.Cleanup(func() { c.Close() })
+	}
+	return c, err
+}
+
+func confWrite(t *testing.T, c *websocket.Conn, text string) {
+	t.Helper()
+	if err := c.WriteMessage(websocket.TextMessage, []byte(text)); err != nil {
+		t.Fatalf("write %q: %v", text, err)
+	}
+}
+
+func confRead(t *testing.T, c *websocket.Conn) (string, error) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, b, err := c.ReadMessage()
+	return string(b), err
+}
+
+// The upgrade of a polling session, as the suite runs it: the probe is
+// answered from the event loop's goroutine, the parked GET gets a noop, and
+// after "5" the websocket carries the session. Run with -race: the loop
+// goroutine writes on a connection that the handler goroutine attached.
+func TestUpgradeFromPollingToWebsocket(t *testing.T) {
+	url := confPollingSession(t, confServer(t))
+	ws, err := confWS(t, strings.Replace(url, "transport=polling", "transport=websocket", 1))
+	if err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	confWrite(t, ws, "2probe")
+	if got, err := confRead(t, ws); got != "3probe" {
+		t.Fatalf("probe answered %q, %v", got, err)
+	}
+	if status, body := confRequest(t, http.MethodGet, url, ""); status != http.StatusOK || body != "6" {
+		t.Fatalf("GET during the upgrade: %d %q, want 200 \"6\"", status, body)
+	}
+	confWrite(t, ws, "5")
+	confWrite(t, ws, "4hello")
+	if got, err := confRead(t, ws); got != "4hello" {
+		t.Fatalf("echo after the upgrade: %q, %v", got, err)
 	}
 }

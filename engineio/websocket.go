@@ -26,9 +26,13 @@ const handshakeWriteTimeout = 10 * time.Second
 // or the transport a polling session is upgrading to.
 type wsConn struct {
 	sess *Session
-	nb   *nbio.Conn // registered with the event loop; nil in fallback mode
-	raw  net.Conn   // fallback mode (not a TCP connection): read by a goroutine
-	wmu  sync.Mutex // fallback mode: serialises writes
+	// nb is registered with the event loop; nil in fallback mode. It is
+	// stored by the request's goroutine and read by the loop's: the epoll
+	// registration orders the two, but only for the kernel, not for the
+	// race detector, hence the atomic.
+	nb  atomic.Pointer[nbio.Conn]
+	raw net.Conn   // fallback mode (not a TCP connection): read by a goroutine
+	wmu sync.Mutex // fallback mode: serialises writes
 
 	// Owned by the goroutine reading the connection.
 	rd        wsReader
@@ -75,7 +79,10 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, sess *Sess
 		writeError(w, http.StatusForbidden, CodeForbidden)
 		return
 	}
-	ws := &wsConn{sess: sess, upgrading: sess != nil}
+	// ws.upgrading belongs to the connection's reader, the event loop,
+	// once attached: this goroutine reads its own copy.
+	upgrading := sess != nil
+	ws := &wsConn{sess: sess, upgrading: upgrading}
 	ws.rd.maxMessage = s.opts.MaxPayload
 	if sess != nil && !sess.reserveUpgrade(ws) {
 		writeError(w, http.StatusBadRequest, CodeBadRequest)
@@ -112,25 +119,25 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, sess *Sess
 	_ = conn.SetDeadline(time.Time{})
 	if err != nil {
 		_ = conn.Close()
-		if ws.upgrading {
+		if upgrading {
 			sess.abortUpgrade(ws)
 		}
 		return
 	}
-	if !ws.upgrading {
+	if !upgrading {
 		s.register(sess)
 		sess.open()
 	}
 	if err := s.attach(ws, conn); err != nil {
 		s.opts.Logger.Warn("engineio: websocket not attached", "err", err)
-		if ws.upgrading {
+		if upgrading {
 			sess.abortUpgrade(ws)
 		} else {
 			sess.close(ReasonTransportError, 0)
 		}
 		return
 	}
-	if !ws.upgrading {
+	if !upgrading {
 		sess.flushTo(ws)
 	}
 }
@@ -146,7 +153,7 @@ func (s *Server) attach(ws *wsConn, conn net.Conn) error {
 		return nil
 	}
 	nb.SetSession(ws)
-	ws.nb = nb
+	ws.nb.Store(nb)
 	if _, err := s.loop.AddConn(nb); err != nil {
 		return err
 	}
@@ -382,8 +389,8 @@ func (ws *wsConn) writePacket(it outPacket) error {
 // write writes b. The event loop buffers what the kernel does not take
 // (up to MaxQueuedBytes; past it the connection is closed); b is not kept.
 func (ws *wsConn) write(b []byte) error {
-	if ws.nb != nil {
-		_, err := ws.nb.Write(b)
+	if nb := ws.nb.Load(); nb != nil {
+		_, err := nb.Write(b)
 		return err
 	}
 	if ws.raw == nil {
@@ -408,8 +415,8 @@ func (ws *wsConn) close(code int) {
 	if code != 0 {
 		_ = ws.write(closeFrame(code))
 	}
-	if ws.nb != nil {
-		_ = ws.nb.Close()
+	if nb := ws.nb.Load(); nb != nil {
+		_ = nb.Close()
 	} else if ws.raw != nil {
 		_ = ws.raw.Close()
 	}
