@@ -7,6 +7,7 @@ package engineio_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -182,5 +183,62 @@ func TestUpgradeFromPollingToWebsocket(t *testing.T) {
 	confWrite(t, ws, "4hello")
 	if got, err := confRead(t, ws); got != "4hello" {
 		t.Fatalf("echo after the upgrade: %q, %v", got, err)
+	}
+}
+
+// A second websocket for a session that is upgrading or upgraded is
+// accepted and closed at once, as the protocol asks ("the server MUST close
+// the WebSocket connection") and Node does: the client sees a close, not a
+// failed handshake, and the first websocket goes on working.
+func TestSecondWebsocketOfASessionIsAcceptedThenClosed(t *testing.T) {
+	for _, upgraded := range []bool{false, true} {
+		name := "while upgrading"
+		if upgraded {
+			name = "after the upgrade"
+		}
+		t.Run(name, func(t *testing.T) {
+			url := confPollingSession(t, confServer(t))
+			wsURL := strings.Replace(url, "transport=polling", "transport=websocket", 1)
+			ws1, err := confWS(t, wsURL)
+			if err != nil {
+				t.Fatalf("upgrade: %v", err)
+			}
+			confWrite(t, ws1, "2probe")
+			if got, err := confRead(t, ws1); got != "3probe" {
+				t.Fatalf("probe answered %q, %v", got, err)
+			}
+			if upgraded {
+				confWrite(t, ws1, "5")
+				// The upgrade is done once polling is refused.
+				deadline := time.Now().Add(2 * time.Second)
+				for {
+					status, _ := confRequest(t, http.MethodGet, url, "")
+					if status == http.StatusBadRequest {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("polling still served after the upgrade packet")
+					}
+				}
+			}
+
+			ws2, err := confWS(t, wsURL)
+			if err != nil {
+				t.Fatalf("second websocket refused at the handshake: %v", err)
+			}
+			_, err = confRead(t, ws2)
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) {
+				t.Fatalf("second websocket: read %v, want a close frame", err)
+			}
+
+			if !upgraded {
+				confWrite(t, ws1, "5")
+			}
+			confWrite(t, ws1, "4hello")
+			if got, err := confRead(t, ws1); got != "4hello" {
+				t.Fatalf("first websocket after the second: %q, %v", got, err)
+			}
+		})
 	}
 }

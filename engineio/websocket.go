@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -85,7 +86,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, sess *Sess
 	ws := &wsConn{sess: sess, upgrading: upgrading}
 	ws.rd.maxMessage = s.opts.MaxPayload
 	if sess != nil && !sess.reserveUpgrade(ws) {
-		writeError(w, http.StatusBadRequest, CodeBadRequest)
+		closeAfterHandshake(w, key)
 		return
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
@@ -178,6 +179,37 @@ func handshakeResponse(extra http.Header, key string) []byte {
 	}
 	b.WriteString("\r\n")
 	return []byte(b.String())
+}
+
+// closeLinger bounds how long closeAfterHandshake waits for the client's
+// side of the close.
+const closeLinger = time.Second
+
+// closeAfterHandshake accepts a websocket only to close it at once: the
+// answer to a second websocket for a session that is upgrading or has
+// upgraded. The protocol says the server MUST close such a connection, and
+// Node accepts it, then closes it: the client sees a close, not a failed
+// handshake (which Node's ws client raises as an error event).
+func closeAfterHandshake(w http.ResponseWriter, key string) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeBadRequest)
+		return
+	}
+	defer conn.Close()
+	resp := append(handshakeResponse(w.Header(), key), closeFrame(closeNormal)...)
+	_ = conn.SetDeadline(time.Now().Add(handshakeWriteTimeout))
+	if _, err := conn.Write(resp); err != nil {
+		return
+	}
+	// Read until the client closes too, briefly: closing with its data
+	// unread would reset the connection, and the reset may reach the
+	// client before it has read the close frame.
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(closeLinger))
+	_, _ = io.Copy(io.Discard, io.LimitReader(conn, 1<<16))
 }
 
 func validKey(key string) bool {
