@@ -94,8 +94,9 @@ export async function refused(io, url, opts = {}) {
 }
 
 // Devices opens devices against one server within one test and closes every
-// one of them when the test ends, pass or fail.
-export function devices(t, baseUrl) {
+// one of them when the test ends, pass or fail. They connect with io
+// (socket.io-client v4 unless told), or with v2 when a device asks for it.
+export function devices(t, baseUrl, io = ioV4) {
   const opened = [];
   t.after(() => { for (const d of opened) d.socket.close(); });
   return async function connect(user, { client = 'v4', via = 'auth', tok, transports, nsp = '/socket', url = baseUrl } = {}) {
@@ -105,7 +106,7 @@ export function devices(t, baseUrl) {
     if (via === 'auth') opts.auth = { token: tk };
     else if (via === 'query') opts.query = { token: tk };
     else if (via === 'header') opts.extraHeaders = { Authorization: `Bearer ${tk}` };
-    const d = await open(client === 'v2' ? ioV2 : ioV4, url + nsp, opts);
+    const d = await open(client === 'v2' ? ioV2 : io, url + nsp, opts);
     d.user = user;
     opened.push(d);
     return d;
@@ -227,9 +228,10 @@ export function upgraded(socket, timeoutMs = 10000) {
   });
 }
 
-// pair connects two fresh users, a and b, one device each, for one test.
-export async function pair(t, baseUrl, { aOpts = {}, bOpts = {} } = {}) {
-  const connect = devices(t, baseUrl);
+// pair connects two fresh users, a and b, one device each, for one test,
+// with io (as devices).
+export async function pair(t, baseUrl, { aOpts = {}, bOpts = {}, io = ioV4 } = {}) {
+  const connect = devices(t, baseUrl, io);
   const a = uid('a');
   const b = uid('b');
   return { connect, a, b, a1: await connect(a, aOpts), b1: await connect(b, bOpts) };
