@@ -1,16 +1,17 @@
-// The client-compatibility suite for the Engine.IO v4 clients (Socket.IO
-// protocol v5) against the built binary: transports, auth, namespaces, the
-// message router, errors, rate limiting, binary and oversized payloads. Every
-// payload is compared whole (deepStrictEqual): the contract's shapes have no
-// extra keys. An entry point (socket-v4.test.mjs) runs it with its client's
-// io function; what differs between clients' APIs belongs in the helpers,
-// not the assertions.
+// The client-compatibility suite shared by socket.io-client v3 and v4 (both
+// Engine.IO v4, Socket.IO protocol v5) against the built binary: transports,
+// auth, namespaces, the message router, errors, rate limiting, binary and
+// oversized payloads. Every payload is compared whole (deepStrictEqual): the
+// contract's shapes have no extra keys. Each entry point (socket-v3.test.mjs,
+// socket-v4.test.mjs) runs it with its client's io function; what differs
+// between the clients' APIs is absorbed by the helpers, not the assertions.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { devToken, signToken, startSwitchboard } from './harness.mjs';
 import {
-  SECRET, ack, assertAckError, assertErrorEvent, assertSent, countBefore, devices as devicesWith, getJSON,
-  heartbeats, invalidTokens, isError, isSent, marker, open, pair as pairWith, refused, retry, token, uid, upgraded,
+  SECRET, ack, answeredPings, assertAckError, assertErrorEvent, assertSent, countBefore, devices as devicesWith, getJSON,
+  heartbeats as managerHeartbeats, invalidTokens, ioV3, isError, isSent, marker, open, pair as pairWith, refused, retry,
+  token, uid, upgraded,
 } from './sockets.mjs';
 
 // clientSuite registers the suite for one client: io is its io function
@@ -19,6 +20,9 @@ export function clientSuite({ io, label }) {
   // Every device of the suite connects with this client.
   const devices = (t, baseUrl) => devicesWith(t, baseUrl, io);
   const pair = (t, baseUrl, opts = {}) => pairWith(t, baseUrl, { ...opts, io });
+  // v3's Manager does not report the server's pings (see answeredPings).
+  const heartbeats = (socket, event, n) => (io === ioV3 && event === 'ping'
+    ? answeredPings(socket, n) : managerHeartbeats(socket, event, n));
 
   describe(label, () => {
     const T = { timeout: 60000 };

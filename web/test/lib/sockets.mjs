@@ -1,14 +1,16 @@
-// Helpers for the Socket.IO client-compatibility suites (socket-v4, socket-v2,
-// cluster-delivery): tokens of every kind, connected devices with an inbox
-// attached before the first packet can arrive, acks with a deadline, exact
-// shape assertions for the contract's payloads, and bounded wait/retry loops.
+// Helpers for the Socket.IO client-compatibility suites (socket-v4, socket-v3,
+// socket-v2, cluster-delivery): tokens of every kind, connected devices with
+// an inbox attached before the first packet can arrive, acks with a deadline,
+// exact shape assertions for the contract's payloads, and bounded wait/retry
+// loops.
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { io as ioV4 } from 'socket.io-client';
 import ioV2 from 'socket.io-client-v2';
+import { io as ioV3 } from 'socket.io-client-v3';
 import { collect, signToken } from './harness.mjs';
 
-export { ioV4, ioV2 };
+export { ioV4, ioV3, ioV2 };
 
 // The fixed JWT_SECRET every non-dev server in these suites runs with.
 export const SECRET = 'switchboard-socket-suite-secret-6f1c2a';
@@ -237,14 +239,22 @@ export async function pair(t, baseUrl, { aOpts = {}, bOpts = {}, io = ioV4 } = {
   return { connect, a, b, a1: await connect(a, aOpts), b1: await connect(b, bOpts) };
 }
 
-// heartbeats resolves after the client's Manager has emitted event n times:
-// "ping" for v4 (Engine.IO v4: the server pings), "pong" for v2 (Engine.IO
-// v3: the client pings and the server must answer).
-export function heartbeats(socket, event, n, timeoutMs = 15000) {
+// heartbeats resolves after the client's Manager (or emitter) has emitted
+// event n times: "ping" for v4 (Engine.IO v4: the server pings), "pong" for
+// v2 (Engine.IO v3: the client pings and the server must answer).
+export function heartbeats(socket, event, n, timeoutMs = 15000, emitter = socket.io) {
   return new Promise((resolve, reject) => {
     let seen = 0;
-    const on = () => { seen += 1; if (seen >= n) { clearTimeout(t); socket.io.off(event, on); resolve(); } };
-    const t = setTimeout(() => { socket.io.off(event, on); reject(new Error(`saw ${seen} of ${n} "${event}" heartbeats`)); }, timeoutMs);
-    socket.io.on(event, on);
+    const on = () => { seen += 1; if (seen >= n) { clearTimeout(t); emitter.off(event, on); resolve(); } };
+    const t = setTimeout(() => { emitter.off(event, on); reject(new Error(`saw ${seen} of ${n} "${event}" heartbeats (socket connected: ${socket.connected})`)); }, timeoutMs);
+    emitter.on(event, on);
   });
+}
+
+// answeredPings is heartbeats(socket, "ping", n) for socket.io-client v3,
+// whose Manager never emits "ping": it listens for the engine's "ping",
+// which its engine.io-client 4.1 does not emit. That engine emits "pong"
+// each time it has answered a ping of the server: those are counted.
+export function answeredPings(socket, n, timeoutMs = 15000) {
+  return heartbeats(socket, 'pong', n, timeoutMs, socket.io.engine);
 }
