@@ -1,0 +1,160 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Bounds of one pipeline: a few hundred messages, about a megabyte (a
+// single larger message still goes alone).
+const (
+	maxBatchMessages = 256
+	maxBatchBytes    = 1 << 20
+)
+
+type outMsg struct {
+	kind    msgKind
+	channel string
+	payload []byte
+}
+
+// writer publishes the adapter's messages from one goroutine.
+//
+// A PUBLISH made on the goroutine that emits costs it a Redis round trip
+// (take a connection, write, wait for the reply); Node's adapter does not
+// wait for the reply either. The writer takes messages from a bounded
+// queue and writes whatever has queued as one pipeline, so under load many
+// messages share a round trip and the emitting goroutine never waits.
+//
+// Order is kept: one queue, one writer, and a pipeline keeps the order of
+// its commands, so the messages of one process reach Redis (and every
+// subscriber) in the order they were queued: a join before the broadcast
+// that follows it.
+//
+// A full queue (Redis slower than the traffic, or down) drops the new
+// message: enqueue fails with ErrQueueFull and the caller reports it. A
+// failed pipeline (Redis down, PublishTimeout passed) loses its messages,
+// reported once per pipeline. While Redis is down each pipeline fails as
+// fast as the client's dial does, so the queue drains into errors rather
+// than holding stale broadcasts for later: whether to publish at all during
+// an outage is Options.Publishing's call, and a bounded outbox that keeps
+// messages through one would take this type's place (enqueue and close are
+// all the adapter uses).
+//
+// The client's retries apply to pipelines: a pipeline whose reply was lost
+// after Redis ran it may be sent again (the server configures one retry).
+type writer struct {
+	client  *goredis.Client
+	timeout time.Duration
+	cnt     *counters
+	report  func(error)
+	queue   chan outMsg
+
+	mu     sync.RWMutex // closed, and sending on queue
+	closed bool
+
+	ctx   context.Context // ends when close gives up on the queue
+	abort context.CancelFunc
+	done  chan struct{} // closed when run returns
+}
+
+func newWriter(client *goredis.Client, opts Options, cnt *counters, report func(error)) *writer {
+	ctx, abort := context.WithCancel(context.Background())
+	return &writer{
+		client:  client,
+		timeout: opts.PublishTimeout,
+		cnt:     cnt,
+		report:  report,
+		queue:   make(chan outMsg, opts.QueueSize),
+		ctx:     ctx,
+		abort:   abort,
+		done:    make(chan struct{}),
+	}
+}
+
+// enqueue queues m without waiting.
+func (w *writer) enqueue(m outMsg) error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return ErrClosed
+	}
+	select {
+	case w.queue <- m:
+		return nil
+	default:
+		return ErrQueueFull
+	}
+}
+
+// run writes until the queue is closed and empty (the writer goroutine).
+func (w *writer) run() {
+	defer close(w.done)
+	batch := make([]outMsg, 0, maxBatchMessages)
+	for m := range w.queue {
+		batch = append(batch[:0], m)
+		size := len(m.payload)
+	fill:
+		for len(batch) < maxBatchMessages && size < maxBatchBytes {
+			select {
+			case m, ok := <-w.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, m)
+				size += len(m.payload)
+			default:
+				break fill
+			}
+		}
+		w.flush(batch)
+		clear(batch) // let the payloads go
+	}
+}
+
+func (w *writer) flush(batch []outMsg) {
+	ctx, cancel := context.WithTimeout(w.ctx, w.timeout)
+	defer cancel()
+	pipe := w.client.Pipeline()
+	for _, m := range batch {
+		pipe.Publish(ctx, m.channel, m.payload)
+	}
+	cmds, err := pipe.Exec(ctx)
+	failed := 0
+	for i, m := range batch {
+		if i < len(cmds) && cmds[i].Err() == nil {
+			w.cnt.published[m.kind].Add(1)
+		} else {
+			failed++
+		}
+	}
+	if failed > 0 {
+		w.cnt.dropped.Add(uint64(failed))
+		w.report(fmt.Errorf("redis adapter: publish %d of %d messages: %w", failed, len(batch), err))
+	}
+}
+
+// close stops taking messages and lets the writer write what is queued
+// for at most grace; what is left then fails at once (and is reported).
+// It returns when the writer goroutine has.
+func (w *writer) close(grace time.Duration) {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.mu.Unlock()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-w.done:
+	case <-t.C:
+		w.abort()
+		<-w.done
+	}
+	w.abort()
+}
