@@ -246,6 +246,19 @@ func (a *adapter) BroadcastWithAck(p *socketio.Packet, opts *socketio.BroadcastO
 	return perr
 }
 
+// encodeBroadcastWithAck writes the request of a broadcast with
+// acknowledgements as Node's adapter does:
+// {uid, requestId, type: 7, packet, opts}.
+func encodeBroadcastWithAck(uid, rid, nsp string, p *socketio.Packet, rooms, except []string, flags socketio.BroadcastFlags) ([]byte, error) {
+	return appendMsgpack(nil, mpMap{
+		{"uid", uid},
+		{"requestId", rid},
+		{"type", reqBroadcast},
+		{"packet", packetFields(p, nsp)},
+		{"opts", optsFields(rooms, except, flags)},
+	})
+}
+
 type ackRequest struct {
 	clientCount func(int)
 	ack         func([]any)
@@ -254,13 +267,7 @@ type ackRequest struct {
 
 func (a *adapter) requestBroadcastWithAck(p *socketio.Packet, opts *socketio.BroadcastOptions, clientCount func(int), ack func([]any)) error {
 	rid := randomID(12)
-	payload, err := appendMsgpack(nil, mpMap{
-		{"uid", a.c.uid},
-		{"requestId", rid},
-		{"type", reqBroadcast},
-		{"packet", packetFields(p, a.name)},
-		{"opts", optsFields(unique(opts.Rooms), unique(opts.Except), opts.Flags)},
-	})
+	payload, err := encodeBroadcastWithAck(a.c.uid, rid, a.name, p, unique(opts.Rooms), unique(opts.Except), opts.Flags)
 	if err != nil {
 		return fmt.Errorf("redis adapter: encode broadcast: %w", err)
 	}

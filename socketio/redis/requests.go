@@ -229,17 +229,24 @@ func (a *adapter) onBroadcastWithAck(uid string, rid any, req map[string]any) {
 	_ = a.mem.BroadcastWithAck(p, &opts, func(n int) {
 		a.respond(uid, jsonResponse{Type: respBroadcastClientCount, RequestID: rid, ClientCount: n})
 	}, func(args []any) {
-		resp := mpMap{{"type", respBroadcastAck}, {"requestId", rid}}
-		if len(args) > 0 {
-			resp = append(resp, mpField{"packet", args[0]})
-		}
-		payload, err := appendMsgpack(nil, resp)
+		payload, err := encodeBroadcastAck(rid, args)
 		if err != nil {
 			a.c.reportError(fmt.Errorf("redis adapter: encode acknowledgement: %w", err))
 			return
 		}
 		a.publishResponse(uid, payload)
 	})
+}
+
+// encodeBroadcastAck writes one client's acknowledgement as Node's
+// adapter does: {type: 9, requestId, packet: its first argument}, without
+// packet when there is none (JavaScript's undefined).
+func encodeBroadcastAck(rid any, args []any) ([]byte, error) {
+	resp := mpMap{{"type", respBroadcastAck}, {"requestId", rid}}
+	if len(args) > 0 {
+		resp = append(resp, mpField{"packet", args[0]})
+	}
+	return appendMsgpack(nil, resp)
 }
 
 // respond sends a JSON answer to the process uid.
