@@ -85,17 +85,29 @@ func (s *Session) servePoll(w http.ResponseWriter, r *http.Request) {
 		items = []outPacket{{typ: PacketNoop}}
 	}
 	s.noop = false
+	final := s.closed
 	switch {
-	case s.closed && s.reason == ReasonTransportClose:
+	case !s.closed:
+	case len(items) > 0 && s.reason != ReasonShutdown:
+		// What was queued before the close goes first, and the close
+		// packet in the next answer, as in Node: socket.io-client handles
+		// the packets of an answer a tick after the close packet, so a
+		// DISCONNECT in the same answer would come too late to keep it
+		// from reconnecting.
+		final = false
+	case s.reason == ReasonTransportClose:
 		// The client closed the session (a close packet in its POST):
 		// as in Node, its pending GET ends with a noop, not a close.
 		if len(items) == 0 {
 			items = []outPacket{{typ: PacketNoop}}
 		}
-	case s.closed:
+	default:
 		items = append(items, outPacket{typ: PacketClose})
 	}
 	s.mu.Unlock()
+	if final {
+		s.srv.unregister(s) // this was the last GET of a closed session
+	}
 	writePayload(w, items, s.protocol, s.binaryPoll)
 }
 

@@ -263,11 +263,14 @@ func (s *Server) register(sess *Session) {
 
 func (s *Server) unregister(sess *Session) {
 	s.mu.Lock()
-	if s.sessions[sess.id] == sess {
+	found := s.sessions[sess.id] == sess
+	if found {
 		delete(s.sessions, sess.id)
 	}
 	s.mu.Unlock()
-	s.stats.Closed.Add(1)
+	if found {
+		s.stats.Closed.Add(1)
+	}
 }
 
 // ServeHTTP serves the Engine.IO path: handshakes, polling requests and
@@ -278,7 +281,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeBadRequest)
 		return
 	}
-	s.cors(w, origin)
+	s.cors(w, r, origin)
 	if r.Method == http.MethodOptions {
 		if origin != "" && r.Header.Get("Access-Control-Request-Method") != "" {
 			w.WriteHeader(http.StatusNoContent)
@@ -376,7 +379,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // cors answers for the Engine.IO routes as Node's cors middleware does with
 // a credentials policy: the request's origin, echoed, when allowed.
-func (s *Server) cors(w http.ResponseWriter, origin string) {
+func (s *Server) cors(w http.ResponseWriter, r *http.Request, origin string) {
 	if origin == "" || s.opts.AllowOrigin == nil {
 		return
 	}
@@ -387,8 +390,15 @@ func (s *Server) cors(w http.ResponseWriter, origin string) {
 	}
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Set("Access-Control-Allow-Credentials", "true")
-	h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-	h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+	if r.Method == http.MethodOptions {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		// A client's extraHeaders are its own business, as with Node's
+		// cors middleware, which reflects what the preflight asks for.
+		if want := r.Header.Get("Access-Control-Request-Headers"); want != "" && !invalidHeaderValue(want) {
+			h.Set("Access-Control-Allow-Headers", want)
+		}
+		h.Set("Access-Control-Max-Age", "600")
+	}
 }
 
 // newSession builds a session of protocol for r; the caller registers it.

@@ -179,10 +179,19 @@ func (s *Session) close(reason string, wsCode int) {
 	if s.upgradeTimer != nil {
 		s.upgradeTimer.Stop()
 	}
+	// A polling session stays reachable until its client has polled what
+	// was queued and then the close packet, in separate answers (see
+	// servePoll), for at most PingTimeout: the last packets are typically a
+	// DISCONNECT that must reach the client so that it does not reconnect.
+	linger := ws == nil && reason != ReasonShutdown
 	s.wakeLocked()
 	s.mu.Unlock()
 
-	s.srv.unregister(s)
+	if linger {
+		time.AfterFunc(s.srv.opts.PingTimeout, func() { s.srv.unregister(s) })
+	} else {
+		s.srv.unregister(s)
+	}
 	if ws != nil {
 		ws.close(wsCode)
 	}

@@ -109,11 +109,11 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, sess *Sess
 	if sess == nil {
 		sess = s.newSession(r, protocol)
 		ws.sess = sess
-		// Sends queue until the connection is attached to the loop.
+		// Sends queue until the connection is attached to the loop; the
+		// open packet goes first, in a write of its own after the 101 (a
+		// client may attach its message listener only once it is open).
 		sess.ws, sess.flushing = ws, true
-		open := appendText(nil, PacketOpen, s.openPacket(sess, false))
-		resp = appendFrameHeader(resp, opText, len(open))
-		resp = append(resp, open...)
+		sess.queue = []outPacket{{typ: PacketOpen, data: s.openPacket(sess, false)}}
 	}
 	_ = conn.SetDeadline(time.Now().Add(handshakeWriteTimeout))
 	_, err = conn.Write(resp)
@@ -149,7 +149,13 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, sess *Sess
 func (s *Server) attach(ws *wsConn, conn net.Conn) error {
 	nb, err := nbio.NBConn(conn)
 	if err != nil {
+		ws.wmu.Lock()
 		ws.raw = conn
+		ws.wmu.Unlock()
+		if ws.closed.Load() { // closed (an upgrade timed out) while attaching
+			_ = conn.Close()
+			return nil
+		}
 		go ws.readLoop()
 		return nil
 	}
@@ -157,6 +163,11 @@ func (s *Server) attach(ws *wsConn, conn net.Conn) error {
 	ws.nb.Store(nb)
 	if _, err := s.loop.AddConn(nb); err != nil {
 		return err
+	}
+	// close stores closed before it loads nb; this stored nb before
+	// loading closed: one of the two sees the other.
+	if ws.closed.Load() {
+		_ = nb.Close()
 	}
 	return nil
 }
@@ -425,11 +436,11 @@ func (ws *wsConn) write(b []byte) error {
 		_, err := nb.Write(b)
 		return err
 	}
+	ws.wmu.Lock()
+	defer ws.wmu.Unlock()
 	if ws.raw == nil {
 		return ErrClosed
 	}
-	ws.wmu.Lock()
-	defer ws.wmu.Unlock()
 	_ = ws.raw.SetWriteDeadline(time.Now().Add(handshakeWriteTimeout))
 	_, err := ws.raw.Write(b)
 	if err != nil {
@@ -449,8 +460,13 @@ func (ws *wsConn) close(code int) {
 	}
 	if nb := ws.nb.Load(); nb != nil {
 		_ = nb.Close()
-	} else if ws.raw != nil {
-		_ = ws.raw.Close()
+		return
+	}
+	ws.wmu.Lock()
+	raw := ws.raw
+	ws.wmu.Unlock()
+	if raw != nil {
+		_ = raw.Close()
 	}
 }
 
