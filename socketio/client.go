@@ -223,7 +223,12 @@ func (c *client) refuse(name string, err error) {
 	}
 	var data any
 	if c.sess.Protocol() == 3 {
-		data = ce.Message
+		// Protocol v4 carries one value: the data if any, else the
+		// message (as Node does).
+		data = ce.Data
+		if data == nil {
+			data = ce.Message
+		}
 	} else {
 		m := map[string]any{"message": ce.Message}
 		if ce.Data != nil {
