@@ -12,7 +12,7 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/switchboard ./cmd/switchboard
+RUN CGO_ENABLED=0 go build -tags nomsgpack -trimpath -ldflags="-s -w" -o /out/switchboard ./cmd/switchboard
 
 # Final stage: no shell, no package manager, CA certificates and tzdata only.
 # The healthcheck is the binary itself ("switchboard -healthcheck" GETs

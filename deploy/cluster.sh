@@ -28,7 +28,7 @@ for tool in redis-server haproxy; do
 done
 if [ ! -x "$SWITCHBOARD_BIN" ]; then
   echo "cluster.sh: building $SWITCHBOARD_BIN"
-  (cd "$root" && go build -o "$SWITCHBOARD_BIN" ./cmd/switchboard)
+  (cd "$root" && go build -tags nomsgpack -o "$SWITCHBOARD_BIN" ./cmd/switchboard)
 fi
 mkdir -p "$LOG_DIR"
 redis_dir=$(mktemp -d)

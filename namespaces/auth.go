@@ -2,9 +2,11 @@ package namespaces
 
 import (
 	"errors"
+	"net/http"
+	"net/url"
 	"strings"
 
-	sio "github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/switchboard-rt/switchboard/socketio"
 )
 
 // TokenVerifier checks an access token and returns its user id. It returns
@@ -24,17 +26,21 @@ const (
 	ReasonExpiredToken = "expired_token"
 )
 
-// session is what a connected socket carries.
-type session struct {
-	user string
-	hold *hold // released once the socket is registered (see hold.go)
+// socketData is what a connected socket carries. Its JSON form is what
+// fetchSockets shows other processes (Node's included), as the Node
+// implementation's socket.data.
+type socketData struct {
+	User string `json:"user"`
 }
 
-// authenticate is the namespace's first middleware. It runs on the goroutine
-// that decoded the client's CONNECT, which is where the connection's later
-// packets are held until the namespace connect completes.
-func (a *App) authenticate(s *sio.Socket, next func(*sio.ExtendedError)) {
-	token := tokenFrom(s.Handshake())
+// authenticate is the namespace's first middleware; it runs on the
+// connection's strand.
+func (a *App) authenticate(s *socketio.Socket, next func(error)) {
+	req := s.Session().Request()
+	token := tokenFrom(tokenSources{Auth: s.Auth(), Query: req.Query(), Header: req.Header})
+	// The token has served its purpose: it is not kept with the socket,
+	// nor shown to other processes by fetchSockets.
+	s.ForgetAuth()
 	if token == "" {
 		a.refuse(next, ReasonMissingToken)
 		return
@@ -46,55 +52,36 @@ func (a *App) authenticate(s *sio.Socket, next func(*sio.ExtendedError)) {
 	case err != nil:
 		a.refuse(next, ReasonInvalidToken)
 	default:
-		h := a.holdFor(s.Conn().Id())
-		if h != nil {
-			h.acquire()
-		}
-		s.SetData(&session{user: user, hold: h})
+		s.SetData(&socketData{User: user})
 		next(nil)
 	}
 }
 
-func (a *App) refuse(next func(*sio.ExtendedError), reason string) {
+func (a *App) refuse(next func(error), reason string) {
 	a.observer.AuthFailed(reason)
-	next(sio.NewExtendedError("unauthorized", map[string]any{"reason": reason}))
+	next(&socketio.ConnectError{Message: "unauthorized", Data: map[string]any{"reason": reason}})
+}
+
+// tokenSources are where a token may come from, in the contract's order.
+type tokenSources struct {
+	Auth   map[string]any // the CONNECT auth (v2 clients: the namespace query)
+	Query  url.Values     // the Engine.IO handshake's query
+	Header http.Header
 }
 
 // tokenFrom reads the token from the first source present: the handshake
 // auth.token, the query parameter token, the Authorization: Bearer header.
 // An empty value counts as absent.
-func tokenFrom(h *sio.Handshake) string {
-	if h == nil {
-		return ""
-	}
-	if t := firstString(h.Auth["token"]); t != "" {
+func tokenFrom(src tokenSources) string {
+	if t, _ := src.Auth["token"].(string); t != "" {
 		return t
 	}
-	if t := firstString(h.Query["token"]); t != "" {
+	if t := src.Query.Get("token"); t != "" {
 		return t
 	}
-	for name, v := range h.Headers {
-		if strings.EqualFold(name, "Authorization") {
-			return BearerToken(firstString(v))
-		}
-	}
-	return ""
-}
-
-// firstString accepts a string, or the first element of a list, because the
-// library hands query values (and a v2 client's namespace query) as lists.
-func firstString(v any) string {
-	switch v := v.(type) {
-	case string:
-		return v
-	case []string:
-		if len(v) > 0 {
-			return v[0]
-		}
-	case []any:
-		if len(v) > 0 {
-			s, _ := v[0].(string)
-			return s
+	for name, v := range src.Header {
+		if strings.EqualFold(name, "Authorization") && len(v) > 0 {
+			return BearerToken(v[0])
 		}
 	}
 	return ""

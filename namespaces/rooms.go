@@ -5,18 +5,15 @@ import (
 	"fmt"
 
 	"github.com/switchboard-rt/switchboard/handlers"
-	sio "github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/switchboard-rt/switchboard/socketio"
 )
 
-// Rooms delivers over the user rooms of the /socket namespace.
-//
-// Every delivery is an emit to exactly one room (optionally except one
-// socket): the Redis adapter v3.0.2 drops, between processes, broadcasts
-// addressed to several rooms or to the whole namespace, while a single room,
-// with or without Except, arrives exactly once on every process. The payload
-// differs per recipient anyway (its "id" is the receiving user).
+// Rooms delivers over the user rooms of the /socket namespace. Every
+// delivery is an emit to one user room (optionally except the sending
+// socket): the payload differs per recipient anyway (its "id" is the
+// receiving user).
 type Rooms struct {
-	nsp      sio.Namespace
+	nsp      *socketio.Namespace
 	remote   func() bool
 	observer Observer
 }
@@ -27,7 +24,7 @@ var _ handlers.Dispatcher = (*Rooms)(nil)
 func (r *Rooms) Deliver(_ context.Context, user, event string, payload any, exceptSocket string) error {
 	op := r.nsp.To(UserRoom(user))
 	if exceptSocket != "" {
-		op = op.Except(sio.Room(exceptSocket))
+		op = op.Except(exceptSocket)
 	}
 	if r.remote != nil && !r.remote() {
 		// Redis is down: deliver to this process's sockets now rather than

@@ -1,6 +1,7 @@
-// Package namespaces is everything Socket.IO: the /socket namespace, the
-// refusal of every other namespace, the auth and connection middleware, the
-// binding of the message router to sockets, and the Dispatcher over rooms.
+// Package namespaces is the application's Socket.IO surface: the /socket
+// namespace, the refusal of every other namespace, the auth and connection
+// middleware, the binding of the message router to sockets, and the
+// Dispatcher over user rooms.
 package namespaces
 
 import (
@@ -9,12 +10,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/engineio"
 	"github.com/switchboard-rt/switchboard/handlers"
-	sio "github.com/zishang520/socket.io/servers/socket/v3"
-	"github.com/zishang520/socket.io/v3/pkg/types"
+	"github.com/switchboard-rt/switchboard/socketio"
 )
 
 // Name is the application namespace.
@@ -28,19 +28,26 @@ type Config struct {
 	Logger *slog.Logger
 	// Adapter builds the room adapter for each namespace; nil is the
 	// in-memory adapter (one process).
-	Adapter sio.AdapterConstructor
+	Adapter socketio.AdapterFactory
 	// Remote reports whether deliveries should be published to the other
 	// processes (the adapter's transport is healthy); nil means always.
 	Remote func() bool
 	// Observer counts events; nil counts nothing.
 	Observer Observer
+	// NodeID names this process in answers to other processes
+	// (switchboard:ping); "" is "switchboard".
+	NodeID string
 
 	PingInterval time.Duration // Engine.IO heartbeat; required
 	PingTimeout  time.Duration // required
 	// MaxPayloadBytes is the largest Engine.IO message; required.
 	MaxPayloadBytes int64
-	// ConnectTimeout closes a connection that joins no namespace in time;
-	// zero is the library default (45 s).
+	// MaxQueuedBytes bounds the bytes waiting to be written to one
+	// connection; a connection over it is closed. Zero is the engine's
+	// default (4 MiB, at least twice MaxPayloadBytes).
+	MaxQueuedBytes int
+	// ConnectTimeout closes a connection that has not joined /socket in
+	// time (v2 clients' implicit "/" does not count); zero is 45 s.
 	ConnectTimeout time.Duration
 	// AllowOrigin is the CORS policy for the Engine.IO routes and the
 	// websocket upgrade; nil allows only same-origin pages.
@@ -58,8 +65,8 @@ type Config struct {
 
 // App is the mounted Socket.IO server.
 type App struct {
-	io       *sio.Server
-	nsp      sio.Namespace
+	io       *socketio.Server
+	nsp      *socketio.Namespace
 	rooms    *Rooms
 	router   *handlers.Router
 	verifier TokenVerifier
@@ -68,9 +75,11 @@ type App struct {
 	now      func() time.Time
 	rate     float64
 	burst    int
-	handler  http.Handler
-	holds    sync.Map // engine connection id → *hold (see hold.go)
 }
+
+// keptHeaders are the request headers a connection keeps: the token's
+// third source, and what fetchSockets reports of a client's origin.
+var keptHeaders = []string{"Authorization", "Origin", "X-Forwarded-For"}
 
 // New builds the Socket.IO server with the /socket namespace.
 func New(cfg Config) (*App, error) {
@@ -92,26 +101,27 @@ func New(cfg Config) (*App, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-
-	opts := sio.DefaultServerOptions()
-	opts.SetServeClient(false)
-	opts.SetPingInterval(cfg.PingInterval)
-	opts.SetPingTimeout(cfg.PingTimeout)
-	opts.SetMaxHttpBufferSize(cfg.MaxPayloadBytes)
-	opts.SetAllowEIO3(true) // socket.io-client v2
-	if cfg.ConnectTimeout > 0 {
-		opts.SetConnectTimeout(cfg.ConnectTimeout)
+	if cfg.NodeID == "" {
+		cfg.NodeID = "switchboard"
 	}
-	if cfg.AllowOrigin != nil {
-		// Credentials make the library answer with the request's origin
-		// rather than "*", which browsers require for credentialed requests.
-		opts.SetCors(&types.Cors{Origin: cfg.AllowOrigin, Credentials: true})
+	io, err := socketio.NewServer(engineio.Options{
+		PingInterval:   cfg.PingInterval,
+		PingTimeout:    cfg.PingTimeout,
+		MaxPayload:     int(cfg.MaxPayloadBytes),
+		MaxQueuedBytes: cfg.MaxQueuedBytes,
+		AllowEIO3:      true, // socket.io-client v2
+		AllowOrigin:    cfg.AllowOrigin,
+		KeepHeaders:    keptHeaders,
+		Logger:         cfg.Logger,
+	}, socketio.Options{
+		ConnectTimeout:    cfg.ConnectTimeout,
+		RootIsNotAConnect: true, // a v2 client must authenticate on /socket in time
+		Adapter:           cfg.Adapter,
+		Logger:            cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("namespaces: %w", err)
 	}
-	if cfg.Adapter != nil {
-		opts.SetAdapter(cfg.Adapter)
-	}
-	io := sio.NewServer(nil, opts)
-
 	a := &App{
 		io:       io,
 		verifier: cfg.Verifier,
@@ -125,15 +135,15 @@ func New(cfg Config) (*App, error) {
 	// clients join it implicitly, so they are let in (it has no handlers);
 	// everyone else gets the same error as for a namespace that does not
 	// exist.
-	io.Use(func(s *sio.Socket, next func(*sio.ExtendedError)) {
-		if s.Conn().Protocol() == 3 {
+	io.Of("/").Use(func(s *socketio.Socket, next func(error)) {
+		if s.Protocol() == 3 {
 			next(nil)
 			return
 		}
-		next(sio.NewExtendedError("Invalid namespace", nil))
+		next(&socketio.ConnectError{Message: "Invalid namespace"})
 	})
 
-	a.nsp = io.Of(Name, nil)
+	a.nsp = io.Of(Name)
 	a.rooms = &Rooms{nsp: a.nsp, remote: cfg.Remote, observer: cfg.Observer}
 	reg := handlers.NewRegistry()
 	handlers.Register(reg, handlers.Deps{Dispatcher: a.rooms, Now: cfg.Now, NewID: cfg.NewID})
@@ -141,44 +151,41 @@ func New(cfg Config) (*App, error) {
 
 	a.nsp.Use(a.authenticate)
 	a.nsp.Use(a.joinUserRoom)
-	_ = a.nsp.On("connection", func(args ...any) {
-		if s, ok := args[0].(*sio.Socket); ok {
-			a.bind(s)
+	a.nsp.OnConnection(a.bind)
+	nodeID := cfg.NodeID
+	a.nsp.OnServerSideEmit(func(args []any, ack func(any)) {
+		// Other processes of the cluster (Node's included) may ask who is
+		// there; anything else is not ours to answer.
+		if len(args) > 0 && args[0] == EventPing && ack != nil {
+			ack(map[string]any{"node": nodeID})
 		}
 	})
-	a.handler = slimSessionRequests(gateHandshake(io.ServeHandler(nil)))
-	// Registered after socket.io's own listener (ServeHandler binds it), so
-	// the Client's listeners exist when holdData wraps them.
-	_ = io.Engine().On("connection", a.holdData)
 	return a, nil
 }
 
+// EventPing is the server-side event (serverSideEmit) this process answers
+// with {"node": NODE_ID}.
+const EventPing = "switchboard:ping"
+
 // Handler serves the Engine.IO path; mount it at /socket.io/.
-func (a *App) Handler() http.Handler { return a.handler }
+func (a *App) Handler() http.Handler { return a.io }
 
 // Dispatcher delivers to user rooms across processes.
 func (a *App) Dispatcher() handlers.Dispatcher { return a.rooms }
 
 // Sockets is the number of sockets connected to /socket in this process.
-func (a *App) Sockets() int { return int(a.nsp.Sockets().Len()) }
+func (a *App) Sockets() int { return a.nsp.Len() }
+
+// Engine is the Engine.IO server (for its counters).
+func (a *App) Engine() *engineio.Server { return a.io.Engine() }
 
 // Close closes every Engine.IO connection (clients see a transport close and
 // reconnect, possibly to another process) and the adapters. It returns when
 // done or when ctx ends, whichever is first: a client that never completes
 // its close must not hold the process.
 func (a *App) Close(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// Transports first, so clients start reconnecting elsewhere at
-		// once; then the sockets' state and the adapters.
-		a.io.Engine().Close()
-		a.io.Close(nil)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("close socket.io: %w", ctx.Err())
+	if err := a.io.Close(ctx); err != nil {
+		return fmt.Errorf("close socket.io: %w", err)
 	}
+	return nil
 }

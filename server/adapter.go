@@ -11,9 +11,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	redisadapter "github.com/zishang520/socket.io/adapters/redis/v3"
-	"github.com/zishang520/socket.io/adapters/redis/v3/adapter"
-	sio "github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/switchboard-rt/switchboard/socketio"
+	redisadapter "github.com/switchboard-rt/switchboard/socketio/redis"
 )
 
 // Redis timeouts: short, so that an outage degrades deliveries to this
@@ -29,8 +28,8 @@ const (
 // whether Redis answers.
 type redisLink struct {
 	pub, sub *goredis.Client
-	batcher  *publishBatcher // pipelines pub's PUBLISH commands
-	client   *redisadapter.RedisClient
+	adapter  *redisadapter.Classic
+	ctx      context.Context
 	dialer   *backoffDialer
 	cancel   context.CancelFunc
 	logger   *slog.Logger
@@ -84,20 +83,23 @@ func newRedisLink(rawURL string, logger *slog.Logger, onError func()) (*redisLin
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	l.batcher = newPublishBatcher(l.pub, func(err error) { l.adapterError(err) })
-	l.pub.AddHook(l.batcher)
-	l.client = redisadapter.NewRedisClientWithSub(ctx, l.pub, l.sub)
-	_ = l.client.On("error", l.adapterError)
+	l.ctx = ctx
+	l.adapter = redisadapter.NewClassic(l.pub, l.sub, redisadapter.Options{
+		// While the probe says Redis is down, deliveries stay on this
+		// process instead of waiting on a publish that cannot succeed.
+		Publishing: l.publishing,
+		OnError:    l.adapterError,
+		Logger:     logger,
+	})
 	l.setDown("not probed yet")
 	return l, nil
 }
 
 // TCP keepalive of the subscriber's connections: the kernel gives up on one
 // whose peer stopped answering (a partition, a host gone without a reset)
-// after about 11 s instead of Go's default 2.5 minutes. The adapter only
-// reads that connection and never pings it, so until then deliveries from
-// other processes would silently stop; once the read fails, go-redis
-// redials and subscribes again.
+// after about 11 s instead of Go's default 2.5 minutes. The adapter also
+// pings a silent subscription (socketio/redis Options.PingInterval); the
+// keepalive covers the connection while a ping waits for its answer.
 const (
 	subscriberKeepAliveIdle     = 5 * time.Second
 	subscriberKeepAliveInterval = 2 * time.Second
@@ -123,9 +125,7 @@ func subscriberOptions(opt *goredis.Options) goredis.Options {
 func (l *redisLink) publishing() bool { return !l.down.Load() }
 
 // builder is the Socket.IO adapter constructor over this link.
-func (l *redisLink) builder() sio.AdapterConstructor {
-	return &adapter.RedisAdapterBuilder{Redis: l.client, Opts: adapter.DefaultRedisAdapterOptions()}
-}
+func (l *redisLink) builder() socketio.AdapterFactory { return l.adapter.Factory() }
 
 // run probes Redis until close; it is what flips readiness and the
 // delivery mode (published or local only).
@@ -144,7 +144,7 @@ func (l *redisLink) run() {
 }
 
 func (l *redisLink) probe() {
-	ctx, cancel := context.WithTimeout(l.client.Context, redisOpTimeout)
+	ctx, cancel := context.WithTimeout(l.ctx, redisOpTimeout)
 	defer cancel()
 	err := l.pub.Ping(ctx).Err()
 	if err != nil {
@@ -171,17 +171,21 @@ func (l *redisLink) setDown(reason string) {
 	l.lastErr.Store(&reason)
 }
 
-// ready returns nil when Redis answers, else the reason.
+// ready returns nil when Redis answers and every subscription is in place,
+// else the reason.
 func (l *redisLink) ready() error {
-	if l.up.Load() {
-		return nil
+	if !l.up.Load() {
+		return errors.New("redis: " + *l.lastErr.Load())
 	}
-	return errors.New("redis: " + *l.lastErr.Load())
+	if !l.adapter.Subscribed() {
+		return errors.New("redis: subscriptions not confirmed")
+	}
+	return nil
 }
 
 // adapterError counts every adapter error and logs at most one line per
 // errorLogInterval, with the count of those not logged.
-func (l *redisLink) adapterError(args ...any) {
+func (l *redisLink) adapterError(err error) {
 	l.onError()
 	l.logMu.Lock()
 	now := time.Now()
@@ -193,11 +197,7 @@ func (l *redisLink) adapterError(args ...any) {
 	suppressed := l.suppressed
 	l.lastLogged, l.suppressed = now, 0
 	l.logMu.Unlock()
-	var err any = "unknown"
-	if len(args) > 0 {
-		err = args[0]
-	}
-	l.logger.Warn("redis adapter error", "err", fmt.Sprint(err), "suppressed", suppressed)
+	l.logger.Warn("redis adapter error", "err", err.Error(), "suppressed", suppressed)
 }
 
 func (l *redisLink) start() {
@@ -206,18 +206,25 @@ func (l *redisLink) start() {
 	go l.run()
 }
 
-// close stops the probe, writes the publishes still queued (for as long as
-// ctx allows) and closes both clients; the adapter's subscriptions end with
-// its context. It is idempotent.
+// close stops the probe and the adapter (which writes the publishes still
+// queued, for at most its PublishTimeout or until ctx ends) and closes both
+// clients. It is idempotent.
 func (l *redisLink) close(ctx context.Context) error {
 	l.closeOnce.Do(func() {
 		close(l.stop)
 		if l.started.Load() {
 			<-l.done
 		}
-		l.batcher.close(ctx)
+		closed := make(chan error, 1)
+		go func() { closed <- l.adapter.Close() }()
+		var adapterErr error
+		select {
+		case adapterErr = <-closed:
+		case <-ctx.Done():
+			adapterErr = fmt.Errorf("redis adapter close: %w", ctx.Err())
+		}
 		l.cancel()
-		l.closeErr = errors.Join(l.pub.Close(), l.sub.Close())
+		l.closeErr = errors.Join(adapterErr, l.pub.Close(), l.sub.Close())
 	})
 	return l.closeErr
 }

@@ -103,7 +103,7 @@ func (s *Server) apiEvents(c *gin.Context) {
 			return
 		}
 	}
-	s.metrics.apiEvents.Inc()
+	s.metrics.apiEvents.Add(1)
 	c.JSON(http.StatusAccepted, gin.H{"users": len(users)})
 }
 

@@ -49,6 +49,10 @@ type Config struct {
 
 const defaultAddr = ":7999"
 
+// connectTimeout closes a connection that has not joined /socket with a
+// valid token in time, on every protocol version.
+const connectTimeout = 10 * time.Second
+
 // ConfigError names the variable whose value is bad.
 type ConfigError struct {
 	Variable string

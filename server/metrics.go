@@ -1,69 +1,58 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"math"
 	"net/http"
+	"os"
+	"runtime"
+	rtmetrics "runtime/metrics"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/switchboard-rt/switchboard/handlers"
 	"github.com/switchboard-rt/switchboard/namespaces"
 )
 
-// metrics owns one Prometheus registry per Server, so that two servers in
-// one test process do not collide.
+// metrics writes the Prometheus text format (0.0.4) itself. The Prometheus
+// client library, linked beside gin, made the binary 20 MB larger (gin's
+// templates make the linker keep every exported method of what the client
+// library reaches); the few counters and gauges here need none of it. One
+// metrics value per Server, so that two servers in one test process do not
+// collide.
 type metrics struct {
-	registry      *prometheus.Registry
-	events        *prometheus.CounterVec
-	deliveries    *prometheus.CounterVec
-	authFailures  *prometheus.CounterVec
-	adapterErrors prometheus.Counter
-	apiEvents     prometheus.Counter
+	events        *counterVec // event, result
+	deliveries    *counterVec // event
+	authFailures  *counterVec // reason
+	adapterErrors atomic.Uint64
+	apiEvents     atomic.Uint64
+	sockets       func() float64
+	// extra families (engine and adapter counters), written after ours.
+	extra []func(w *expo)
+	start time.Time
 }
 
 var _ namespaces.Observer = (*metrics)(nil)
 
 func newMetrics(sockets func() float64) *metrics {
-	m := &metrics{
-		registry: prometheus.NewRegistry(),
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_events_total",
-			Help: "Router events handled, by router event (unknown for unregistered names) and result (ok or an error code).",
-		}, []string{"event", "result"}),
-		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_deliveries_total",
-			Help: "Deliveries emitted to a user room (each reaches every socket of the user on every process), by event (other for /api/events names).",
-		}, []string{"event"}),
-		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_auth_failures_total",
-			Help: "Refused /socket connections, by reason.",
-		}, []string{"reason"}),
-		adapterErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "switchboard_adapter_errors_total",
-			Help: "Errors reported by the Redis adapter (publish, subscribe, reconnect).",
-		}),
-		apiEvents: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "switchboard_api_events_total",
-			Help: "POST /api/events requests accepted.",
-		}),
+	return &metrics{
+		events:       newCounterVec("event", "result"),
+		deliveries:   newCounterVec("event"),
+		authFailures: newCounterVec("reason"),
+		sockets:      sockets,
+		start:        time.Now(),
 	}
-	m.registry.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "switchboard_sockets",
-			Help: "Sockets connected to /socket in this process.",
-		}, sockets),
-		m.events, m.deliveries, m.authFailures, m.adapterErrors, m.apiEvents,
-	)
-	return m
 }
 
-func (m *metrics) handler() http.Handler {
-	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
-}
-
-func (m *metrics) EventHandled(event, result string) { m.events.WithLabelValues(event, result).Inc() }
+func (m *metrics) EventHandled(event, result string) { m.events.inc(event, result) }
 
 func (m *metrics) Delivered(event string) {
 	switch event {
@@ -71,7 +60,249 @@ func (m *metrics) Delivered(event string) {
 	default:
 		event = "other" // /api/events names come from callers: bounded labels only
 	}
-	m.deliveries.WithLabelValues(event).Inc()
+	m.deliveries.inc(event)
 }
 
-func (m *metrics) AuthFailed(reason string) { m.authFailures.WithLabelValues(reason).Inc() }
+func (m *metrics) AuthFailed(reason string) { m.authFailures.inc(reason) }
+
+func (m *metrics) handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		e := &expo{}
+		m.write(e)
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		_, _ = w.Write(e.buf.Bytes())
+	})
+}
+
+func (m *metrics) write(e *expo) {
+	e.family("switchboard_sockets", "gauge", "Sockets connected to /socket in this process.")
+	e.sample("switchboard_sockets", nil, m.sockets())
+	e.family("switchboard_events_total", "counter", "Router events handled, by router event (unknown for unregistered names) and result (ok or an error code).")
+	m.events.write(e, "switchboard_events_total")
+	e.family("switchboard_deliveries_total", "counter", "Deliveries emitted to a user room (each reaches every socket of the user on every process), by event (other for /api/events names).")
+	m.deliveries.write(e, "switchboard_deliveries_total")
+	e.family("switchboard_auth_failures_total", "counter", "Refused /socket connections, by reason.")
+	m.authFailures.write(e, "switchboard_auth_failures_total")
+	e.family("switchboard_adapter_errors_total", "counter", "Errors reported by the Redis adapter (publish, subscribe, reconnect).")
+	e.sample("switchboard_adapter_errors_total", nil, float64(m.adapterErrors.Load()))
+	e.family("switchboard_api_events_total", "counter", "POST /api/events requests accepted.")
+	e.sample("switchboard_api_events_total", nil, float64(m.apiEvents.Load()))
+	for _, f := range m.extra {
+		f(e)
+	}
+	writeGoMetrics(e)
+	writeProcessMetrics(e, m.start)
+}
+
+// counterVec is a counter with a fixed set of label names.
+type counterVec struct {
+	labels []string
+	mu     sync.Mutex
+	values map[string]*atomic.Uint64 // key: label values joined by \x00
+}
+
+func newCounterVec(labels ...string) *counterVec {
+	return &counterVec{labels: labels, values: make(map[string]*atomic.Uint64)}
+}
+
+func (c *counterVec) inc(values ...string) {
+	key := strings.Join(values, "\x00")
+	c.mu.Lock()
+	v := c.values[key]
+	if v == nil {
+		v = new(atomic.Uint64)
+		c.values[key] = v
+	}
+	c.mu.Unlock()
+	v.Add(1)
+}
+
+func (c *counterVec) write(e *expo, name string) {
+	c.mu.Lock()
+	keys := make([]string, 0, len(c.values))
+	counts := make(map[string]uint64, len(c.values))
+	for k, v := range c.values {
+		keys = append(keys, k)
+		counts[k] = v.Load()
+	}
+	c.mu.Unlock()
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := counts[k]
+		vals := strings.Split(k, "\x00")
+		lv := make([][2]string, len(c.labels))
+		for i, l := range c.labels {
+			lv[i] = [2]string{l, vals[i]}
+		}
+		e.sample(name, lv, float64(v))
+	}
+}
+
+// expo accumulates the text exposition.
+type expo struct{ buf bytes.Buffer }
+
+func (e *expo) family(name, typ, help string) {
+	fmt.Fprintf(&e.buf, "# HELP %s %s\n# TYPE %s %s\n", name, escapeHelp(help), name, typ)
+}
+
+func (e *expo) sample(name string, labels [][2]string, v float64) {
+	e.buf.WriteString(name)
+	if len(labels) > 0 {
+		e.buf.WriteByte('{')
+		for i, l := range labels {
+			if i > 0 {
+				e.buf.WriteByte(',')
+			}
+			e.buf.WriteString(l[0])
+			e.buf.WriteString(`="`)
+			e.buf.WriteString(escapeLabel(l[1]))
+			e.buf.WriteByte('"')
+		}
+		e.buf.WriteByte('}')
+	}
+	e.buf.WriteByte(' ')
+	e.buf.WriteString(formatValue(v))
+	e.buf.WriteByte('\n')
+}
+
+func escapeHelp(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(s)
+}
+
+func escapeLabel(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`).Replace(s)
+}
+
+func formatValue(v float64) string {
+	switch {
+	case math.IsInf(v, 1):
+		return "+Inf"
+	case math.IsInf(v, -1):
+		return "-Inf"
+	case math.IsNaN(v):
+		return "NaN"
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
+}
+
+// goMetricNames are the runtime/metrics this server exports.
+var goMetricNames = []struct{ name, runtime, typ, help string }{
+	{"go_memstats_heap_alloc_bytes", "/memory/classes/heap/objects:bytes", "gauge", "Bytes of allocated heap objects."},
+	{"go_memstats_heap_free_bytes", "/memory/classes/heap/free:bytes", "gauge", "Bytes of heap that are free and held by the runtime."},
+	{"go_memstats_heap_released_bytes", "/memory/classes/heap/released:bytes", "gauge", "Bytes of heap returned to the operating system."},
+	{"go_memstats_stack_inuse_bytes", "/memory/classes/heap/stacks:bytes", "gauge", "Bytes of goroutine stacks."},
+	{"go_memstats_sys_bytes", "/memory/classes/total:bytes", "gauge", "Bytes of memory obtained from the operating system."},
+	{"go_gc_cycles_total", "/gc/cycles/total:gc-cycles", "counter", "Completed GC cycles."},
+	{"go_gc_heap_goal_bytes", "/gc/heap/goal:bytes", "gauge", "Heap size target of the current GC cycle."},
+}
+
+func writeGoMetrics(e *expo) {
+	e.family("go_goroutines", "gauge", "Number of goroutines that currently exist.")
+	e.sample("go_goroutines", nil, float64(runtime.NumGoroutine()))
+	e.family("go_info", "gauge", "Information about the Go environment.")
+	e.sample("go_info", [][2]string{{"version", runtime.Version()}}, 1)
+	samples := make([]rtmetrics.Sample, len(goMetricNames))
+	for i, g := range goMetricNames {
+		samples[i].Name = g.runtime
+	}
+	rtmetrics.Read(samples)
+	for i, g := range goMetricNames {
+		var v float64
+		switch samples[i].Value.Kind() {
+		case rtmetrics.KindUint64:
+			v = float64(samples[i].Value.Uint64())
+		case rtmetrics.KindFloat64:
+			v = samples[i].Value.Float64()
+		default:
+			continue
+		}
+		e.family(g.name, g.typ, g.help)
+		e.sample(g.name, nil, v)
+	}
+}
+
+// writeProcessMetrics reads /proc/self (Linux); elsewhere it writes what it
+// can.
+func writeProcessMetrics(e *expo, start time.Time) {
+	e.family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch in seconds.")
+	e.sample("process_start_time_seconds", nil, float64(start.Unix()))
+	if utime, stime, ok := procCPU(); ok {
+		e.family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.")
+		e.sample("process_cpu_seconds_total", nil, utime+stime)
+	}
+	if rss, vsz, ok := procMemory(); ok {
+		e.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
+		e.sample("process_resident_memory_bytes", nil, rss)
+		e.family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.")
+		e.sample("process_virtual_memory_bytes", nil, vsz)
+	}
+	if entries, err := os.ReadDir("/proc/self/fd"); err == nil {
+		e.family("process_open_fds", "gauge", "Number of open file descriptors.")
+		e.sample("process_open_fds", nil, float64(len(entries)))
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
+		e.family("process_max_fds", "gauge", "Maximum number of open file descriptors.")
+		e.sample("process_max_fds", nil, float64(lim.Cur))
+	}
+}
+
+// clockTicks is USER_HZ, 100 on every Linux this runs on.
+const clockTicks = 100
+
+func procCPU() (utime, stime float64, ok bool) {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	// Fields after the command name, which is in parentheses and may hold
+	// spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, 0, false
+	}
+	u, err1 := strconv.ParseFloat(f[11], 64)
+	s, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return u / clockTicks, s / clockTicks, true
+}
+
+func procMemory() (rss, vsz float64, ok bool) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, 0, false
+	}
+	defer f.Close()
+	return parseStatus(f)
+}
+
+func parseStatus(r io.Reader) (rss, vsz float64, ok bool) {
+	sc := bufio.NewScanner(r)
+	found := 0
+	for sc.Scan() {
+		line := sc.Text()
+		var dst *float64
+		switch {
+		case strings.HasPrefix(line, "VmRSS:"):
+			dst = &rss
+		case strings.HasPrefix(line, "VmSize:"):
+			dst = &vsz
+		default:
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) >= 2 {
+			if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
+				*dst = kb * 1024
+				found++
+			}
+		}
+	}
+	return rss, vsz, found == 2
+}

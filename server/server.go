@@ -32,14 +32,8 @@ type Server struct {
 	http    *http.Server
 	debug   *http.Server // nil unless DebugAddr
 
-	ln       net.Listener
-	serveErr chan error
-	// endRequests cancels the base context of every HTTP request. Engine.IO
-	// v3.0.5 drops the close packet of a parked long-poll, which would hold
-	// http.Server.Shutdown until its deadline; ending the requests once the
-	// engine is closed releases them (the client's next poll is refused and
-	// it reconnects).
-	endRequests  context.CancelFunc
+	ln           net.Listener
+	serveErr     chan error
 	shuttingDown atomic.Bool
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -69,12 +63,14 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 		Verifier:        s.tokens,
 		Logger:          logger,
 		Observer:        s.metrics,
+		NodeID:          s.nodeID,
 		PingInterval:    cfg.PingInterval,
 		PingTimeout:     cfg.PingTimeout,
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
-		// A client that loses its CONNECT waits this long before retrying;
-		// socket.io's own default is 45 s.
-		ConnectTimeout: 10 * time.Second,
+		// A connection must join /socket with a valid token within this
+		// (socket.io's own default is 45 s): nothing unauthenticated holds
+		// memory for long.
+		ConnectTimeout: connectTimeout,
 		RateLimit:      cfg.RateLimit,
 		RateBurst:      cfg.RateBurst,
 	}
@@ -82,7 +78,7 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 		nsCfg.AllowOrigin = s.allowOrigin
 	}
 	if cfg.RedisURL != "" {
-		link, err := newRedisLink(cfg.RedisURL, logger, s.metrics.adapterErrors.Inc)
+		link, err := newRedisLink(cfg.RedisURL, logger, func() { s.metrics.adapterErrors.Add(1) })
 		if err != nil {
 			return nil, err
 		}
@@ -101,13 +97,10 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 		return nil, errors.Join(fmt.Errorf("routes: %w", err), s.closeRedis(context.Background()))
 	}
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
-	base, endRequests := context.WithCancel(context.Background())
-	s.endRequests = endRequests
 	s.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          errLog,
-		BaseContext:       func(net.Listener) context.Context { return base },
 	}
 	if cfg.DebugAddr != "" {
 		mux := http.NewServeMux()
@@ -212,7 +205,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		})
 		wg.Go(func() {
 			appErr = s.app.Close(ctx)
-			s.endRequests()
 		})
 		wg.Wait()
 		var debugErr error

@@ -1,7 +1,9 @@
 // No goroutine is left behind when sockets close, whatever their transport:
 // the binary's own go_goroutines gauge (GET /metrics) returns to its
 // baseline after many polling, websocket and upgraded clients connect, talk
-// and close. (server/integration_test.go checks websocket sockets in-process.)
+// and close. And an idle websocket costs no goroutine at all: websockets are
+// read by the engine's event loop, while a polling client holds one parked
+// GET. (server/integration_test.go checks websocket sockets in-process.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
@@ -48,18 +50,34 @@ test('sockets of every transport leave no goroutine behind when they close', asy
   await settle(() => sockets(sb.url), (n) => n === 0, 'warm-up sockets to close');
   const baseline = await settle(() => goroutines(sb.url), () => true, 'baseline');
 
-  const clients = [];
-  for (let i = 0; i < 90; i++) {
-    const transports = [['polling'], ['websocket'], ['polling', 'websocket']][i % 3];
-    clients.push(connectSocket(io, sb.url + '/socket', { auth: { token: await devToken(sb.url, `u${i % 10}`) }, transports }));
-  }
-  const connected = await Promise.all(clients);
-  for (const [i, s] of connected.entries()) {
-    const reply = await emitWithAck(s, 'sendMessage', { to: `u${(i + 1) % 10}`, text: 'hi' });
-    assert.equal(reply.ok, true);
-  }
-  const during = await goroutines(sb.url);
-  assert.ok(during >= baseline + 90, `the measure must see the sockets: ${during} goroutines, baseline ${baseline}`);
+  const connectAll = async (n, transports, offset) => {
+    const clients = [];
+    for (let i = 0; i < n; i++) {
+      clients.push(connectSocket(io, sb.url + '/socket', { auth: { token: await devToken(sb.url, `u${(offset + i) % 10}`) }, transports }));
+    }
+    const socks = await Promise.all(clients);
+    for (const [i, s] of socks.entries()) {
+      const reply = await emitWithAck(s, 'sendMessage', { to: `u${(offset + i + 1) % 10}`, text: 'hi' });
+      assert.equal(reply.ok, true);
+    }
+    return socks;
+  };
+
+  // 30 websockets that have connected and talked, now idle: no goroutine
+  // each (a handful may come and go: HTTP keep-alive, timers firing).
+  const websockets = await connectAll(30, ['websocket'], 0);
+  const idle = await settle(() => goroutines(sb.url), (n) => n <= baseline + 10,
+    `30 idle websockets to cost no goroutine each over the baseline ${baseline}`);
+  assert.ok(idle < baseline + 30, `30 idle websockets hold ${idle - baseline} goroutines`);
+
+  // 30 polling clients each hold a parked GET (its goroutine), so the
+  // measure sees sockets; 30 more upgrade to websocket.
+  const polling = await connectAll(30, ['polling'], 30);
+  const upgraded = await connectAll(30, ['polling', 'websocket'], 60);
+  const during = await settle(() => goroutines(sb.url), (n) => n >= baseline + 30,
+    `the measure to see the polling sockets' parked GETs over the baseline ${baseline}`);
+  assert.ok(during >= baseline + 30);
+  const connected = [...websockets, ...polling, ...upgraded];
 
   for (const s of connected) s.close();
   await settle(() => sockets(sb.url), (n) => n === 0, 'sockets to close');

@@ -17,8 +17,8 @@ export const BIN = process.env.SWITCHBOARD_BIN || path.join(ROOT, 'bin', 'switch
 
 export function requireBinary() {
   if (!existsSync(BIN)) {
-    const r = spawnSync('go', ['build', '-o', BIN, './cmd/switchboard'], { cwd: ROOT, stdio: 'inherit' });
-    if (r.status !== 0) throw new Error(`cannot build ${BIN}: run "go build -o bin/switchboard ./cmd/switchboard"`);
+    const r = spawnSync('go', ['build', '-tags', 'nomsgpack', '-o', BIN, './cmd/switchboard'], { cwd: ROOT, stdio: 'inherit' });
+    if (r.status !== 0) throw new Error(`cannot build ${BIN}: run "go build -tags nomsgpack -o bin/switchboard ./cmd/switchboard"`);
   }
   return BIN;
 }
