@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of Switchboard and the Node peer (issue 5).
 #
-#   bash cmd/sbload/bench.sh            # S1-S4, both servers, alternating
+#   bash cmd/sbload/bench.sh            # S1-S5, both servers, alternating
 #   bash cmd/sbload/bench.sh -quick     # the same, scaled down (smoke run)
 #   bash cmd/sbload/bench.sh S3 S4      # some scenarios only
 #
@@ -20,6 +20,9 @@
 #   S2  500 users x 2 devices, rate stepped up until p99 >= 50 ms
 #   S3  10,000 idle websocket connections, memory per connection
 #   S4  10,000 connects as fast as possible, stalled connects counted
+#   S5  18,000 idle websockets on ONE process, then 5 namespace-wide
+#       broadcasts (published to Redis as @socket.io/redis-emitter does):
+#       time until the last device has each, and memory per connection
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -37,11 +40,11 @@ SCENARIOS=()
 for a in "$@"; do
   case "$a" in
     -quick) QUICK=1 ;;
-    S1|S2|S3|S4) SCENARIOS+=("$a") ;;
-    *) echo "usage: $0 [-quick] [S1 S2 S3 S4]" >&2; exit 2 ;;
+    S1|S2|S3|S4|S5) SCENARIOS+=("$a") ;;
+    *) echo "usage: $0 [-quick] [S1 S2 S3 S4 S5]" >&2; exit 2 ;;
   esac
 done
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(S1 S2 S3 S4)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(S1 S2 S3 S4 S5)
 mkdir -p "$OUT"
 
 # 10,000 sockets on the client side plus the servers'.
@@ -70,13 +73,16 @@ read -r TICKS0 STEAL0 <<<"$(cpu_ticks)"
 } | tee "$OUT/machine.txt" >&2
 
 start_redis "$OUT/redis.log"
+BROADCAST_REDIS="redis://127.0.0.1:$REDIS_PORT/0"
 
-# start_pair NAME SCENARIO: two fresh instances; sets TARGETS and PIDS.
+# start_pair NAME SCENARIO: two fresh instances (one for S5, which measures
+# one process); sets TARGETS and PIDS.
 start_pair() {
-  local name=$1 scen=$2 cmd extra i
+  local name=$1 scen=$2 cmd extra i n=2
   if [ "$name" = ours ]; then cmd=$OURS_CMD; extra=$OURS_ENV; else cmd=$PEER_CMD; extra=$PEER_ENV; fi
+  [ "$scen" = S5 ] && n=1
   TARGETS=""; PIDS=""
-  for i in 1 2; do
+  for i in $(seq "$n"); do
     start_server "$cmd" "NODE_ID=$name-$i $extra" "$OUT/$scen-$name-$i.log"
     TARGETS+="${TARGETS:+,}$SERVER_ADDR"
     PIDS+="${PIDS:+,}$SERVER_PID"

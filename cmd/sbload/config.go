@@ -40,6 +40,11 @@ type config struct {
 	Label        string        `json:"label"`
 	SenderWorker int           `json:"sender_workers"`
 	Browser      bool          `json:"browser_headers"` // send a browser's upgrade headers
+
+	BroadcastRedis string        `json:"broadcast_redis,omitempty"` // Redis of the cluster, for -broadcasts
+	Broadcasts     int           `json:"broadcasts"`                // namespace-wide broadcasts after connecting
+	BroadcastWait  time.Duration `json:"broadcast_wait"`            // how long each may take to reach every device
+	BroadcastGap   time.Duration `json:"broadcast_gap"`             // pause between broadcasts
 }
 
 // parseConfig reads the flags in args (without the program name).
@@ -72,6 +77,10 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.Output, "o", "", "also write the JSON report to this file")
 	fs.StringVar(&c.Label, "label", "", "name for this run in the report")
 	fs.IntVar(&c.SenderWorker, "sender-workers", 4, "goroutines writing sendMessage packets")
+	fs.StringVar(&c.BroadcastRedis, "broadcast-redis", "", "redis:// URL of the servers' Redis, to publish -broadcasts in the emitter's wire format")
+	fs.IntVar(&c.Broadcasts, "broadcasts", 0, "after connecting (and -hold), publish this many namespace-wide broadcasts, one at a time, and time their arrival on every device")
+	fs.DurationVar(&c.BroadcastWait, "broadcast-wait", 30*time.Second, "how long a broadcast may take to reach every device")
+	fs.DurationVar(&c.BroadcastGap, "broadcast-gap", time.Second, "pause between broadcasts")
 	fs.BoolVar(&c.Browser, "browser-headers", false, "send the headers a desktop browser sends with a websocket upgrade (User-Agent, Cookie, ...) instead of the bare minimum")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -112,6 +121,10 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("-pids lists %d pids for %d targets", len(c.Pids), len(c.Targets))
 	case !strings.HasPrefix(c.Namespace, "/"):
 		return c, errors.New("-namespace must start with /")
+	case c.Broadcasts > 0 && c.BroadcastRedis == "":
+		return c, errors.New("-broadcasts needs -broadcast-redis")
+	case c.Broadcasts > 0 && (c.BroadcastWait <= 0 || c.BroadcastGap < 0):
+		return c, errors.New("-broadcast-wait must be positive and -broadcast-gap not negative")
 	}
 	if c.Users < 2 && anyPositive(c.Rates) {
 		return c, errors.New("sending needs at least 2 users")

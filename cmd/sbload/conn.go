@@ -48,6 +48,7 @@ type handler interface {
 	delivery(d *device, seq int, at time.Time)
 	ack(d *device, p pendingAck, ok bool, code string, at time.Time)
 	otherEvent(d *device, name string)
+	broadcast(d *device, seq int, at time.Time)
 	closed(d *device, err error)
 }
 
@@ -272,6 +273,9 @@ func (d *device) onEvent(body []byte, at time.Time, h handler) {
 				}
 			}
 		}
+	}
+	if d.onBroadcast(body, at, h) {
+		return
 	}
 	h.otherEvent(d, eventName(body))
 }

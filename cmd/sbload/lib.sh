@@ -27,7 +27,7 @@ prepare() {
   need_tools
   (cd "$ROOT" && go build -o "$OUT/sbload" ./cmd/sbload)
   if [ -z "$OURS_CMD" ]; then
-    (cd "$ROOT" && go build -o bin/switchboard ./cmd/switchboard)
+    (cd "$ROOT" && go build -tags nomsgpack -o bin/switchboard ./cmd/switchboard)
     OURS_CMD="$ROOT/bin/switchboard"
   fi
 }
@@ -89,7 +89,7 @@ start_server() {
   wait_http "http://$SERVER_ADDR/readyz"
 }
 
-# scenario_flags S1|S2|S3|S4: the sbload flags of a scenario of issue 5;
+# scenario_flags S1|S2|S3|S4|S5: the sbload flags of a scenario of issues 5 and 9;
 # QUICK=1 scales it down for a smoke run.
 scenario_flags() {
   local src="-source-ips 127.0.0.2-127.0.0.9"
@@ -102,6 +102,9 @@ scenario_flags() {
     S3:1) echo "-users 500 -devices 2 -hold 5s -connect-concurrency 100 $src" ;;
     S4:0) echo "-users 5000 -devices 2 -connect-concurrency 1000 -connect-timeout 10s $src" ;;
     S4:1) echo "-users 500 -devices 2 -connect-concurrency 500 -connect-timeout 10s $src" ;;
+    # S5 needs BROADCAST_REDIS (the servers' Redis URL); one server process.
+    S5:0) echo "-users 9000 -devices 2 -hold 10s -connect-concurrency 200 -broadcasts 5 -broadcast-redis $BROADCAST_REDIS $src" ;;
+    S5:1) echo "-users 1000 -devices 2 -hold 3s -connect-concurrency 200 -broadcasts 3 -broadcast-redis $BROADCAST_REDIS $src" ;;
     *) echo "unknown scenario $1" >&2; return 1 ;;
   esac
 }

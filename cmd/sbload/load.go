@@ -34,7 +34,8 @@ type loadRun struct {
 	closing     atomic.Bool
 	readers     sync.WaitGroup
 
-	smp *sampler
+	smp   *sampler
+	bcast broadcastTracker
 }
 
 func newLoadRun(cfg config) *loadRun {
@@ -67,6 +68,9 @@ func newLoadRun(cfg config) *loadRun {
 }
 
 func (r *loadRun) userID(u int) string { return "sb" + r.nonce + "-" + strconv.Itoa(u) }
+
+// broadcast is called by a device's read loop for a broadcast (S5).
+func (r *loadRun) broadcast(d *device, seq int, at time.Time) { r.bcast.received(d, seq, at) }
 
 // closed is called by a device's read loop when its connection ends.
 func (r *loadRun) closed(d *device, err error) {
@@ -101,6 +105,15 @@ func (r *loadRun) execute(ctx context.Context, stderr io.Writer) (*report, error
 		sleepCtx(ctx, r.cfg.Hold)
 	}
 	connected := r.smp.snapshot()
+
+	if r.cfg.Broadcasts > 0 && ctx.Err() == nil {
+		r.phase.Store("broadcast")
+		bs, err := r.runBroadcasts(ctx)
+		rep.Broadcasts = bs
+		if err != nil {
+			rep.Notes = append(rep.Notes, err.Error())
+		}
+	}
 
 	for _, rate := range r.cfg.Rates {
 		if rate <= 0 || ctx.Err() != nil {

@@ -11,22 +11,23 @@ import (
 
 // report is everything one run measured; its JSON form is the -o file.
 type report struct {
-	Label             string          `json:"label,omitempty"`
-	Config            config          `json:"config"`
-	Started           time.Time       `json:"started"`
-	Elapsed           float64         `json:"elapsed_s"`
-	Connect           connectReport   `json:"connect"`
-	Steps             []stepReport    `json:"steps"`
-	Deliveries        deliveryTotals  `json:"deliveries"`
-	MaxRateOK         float64         `json:"max_rate_ok"` // highest passing step rate, 0 if none
-	Disconnects       int             `json:"disconnects"` // connections the server ended mid-run
-	OtherEvents       map[string]int  `json:"other_events,omitempty"`
-	UnknownDeliveries int             `json:"unknown_deliveries,omitempty"`
-	Processes         []processReport `json:"processes,omitempty"`
-	Servers           serverTotals    `json:"servers"`
-	LoadTool          toolUsage       `json:"load_tool"`
-	LoadAvg           string          `json:"loadavg"`
-	Notes             []string        `json:"notes,omitempty"`
+	Label             string            `json:"label,omitempty"`
+	Config            config            `json:"config"`
+	Started           time.Time         `json:"started"`
+	Elapsed           float64           `json:"elapsed_s"`
+	Connect           connectReport     `json:"connect"`
+	Steps             []stepReport      `json:"steps"`
+	Broadcasts        []broadcastReport `json:"broadcasts,omitempty"`
+	Deliveries        deliveryTotals    `json:"deliveries"`
+	MaxRateOK         float64           `json:"max_rate_ok"` // highest passing step rate, 0 if none
+	Disconnects       int               `json:"disconnects"` // connections the server ended mid-run
+	OtherEvents       map[string]int    `json:"other_events,omitempty"`
+	UnknownDeliveries int               `json:"unknown_deliveries,omitempty"`
+	Processes         []processReport   `json:"processes,omitempty"`
+	Servers           serverTotals      `json:"servers"`
+	LoadTool          toolUsage         `json:"load_tool"`
+	LoadAvg           string            `json:"loadavg"`
+	Notes             []string          `json:"notes,omitempty"`
 }
 
 type connectReport struct {
@@ -242,6 +243,10 @@ func (rep *report) writeText(w io.Writer) {
 		cn.Connected, cn.Attempted, cn.Failed, cn.Stalled, cn.PerSecond, latText(cn.Latency))
 	for _, k := range sortedKeys(cn.Reasons) {
 		p("          %6d × %s\n", cn.Reasons[k], k)
+	}
+	for _, b := range rep.Broadcasts {
+		p("broadcast %d: received by %d of %d devices (duplicated %d), first %.1fms, last %.1fms, %s; servers cpu %.3fs\n",
+			b.Seq, b.Received, b.Devices, b.Duplicated, b.FirstMs, b.LastMs, latText(b.Latency), b.ServerCPUSeconds)
 	}
 	for _, s := range rep.Steps {
 		verdict := "FAIL"
