@@ -29,7 +29,7 @@ import { Emitter } from '@socket.io/redis-emitter';
 import { createClient } from 'redis';
 import { startRedis, startSwitchboard } from './lib/harness.mjs';
 import { preparePeer, startCaller, startPeer, watchResponses } from './lib/interop.mjs';
-import { pollUntil } from './lib/process.mjs';
+import { pollUntil, stopSwitchboard } from './lib/process.mjs';
 import {
   SECRET, ack, assertSent, devices, getJSON, isSent, retry, uid, waitStatus,
 } from './lib/sockets.mjs';
@@ -54,12 +54,17 @@ before(async () => {
   const peerDir = await preparePeer();
   redis = await startRedis();
   const env = { REDIS_URL: redis.url, JWT_SECRET: SECRET, API_KEY };
-  [peer, sb] = await Promise.all([
+  // Settled each on its own: a process that did start is kept, and so
+  // stopped by after(), when the other one failed to.
+  const [p, s] = await Promise.allSettled([
     startPeer(peerDir, { env: { ...env, NODE_ID: PEER_NODE } }),
     STAND_IN
       ? startPeer(peerDir, { env: { ...env, NODE_ID: SB_NODE } })
-      : startSwitchboard({ env: { ...env, NODE_ID: SB_NODE } }).then((p) => ({ ...p, kind: 'switchboard' })),
+      : startSwitchboard({ env: { ...env, NODE_ID: SB_NODE } }),
   ]);
+  peer = p.value;
+  sb = s.value;
+  for (const r of [p, s]) if (r.status === 'rejected') throw r.reason;
   await waitStatus(peer.url + '/readyz', 200, { server: peer });
   await waitStatus(sb.url + '/readyz', 200, { server: sb });
   caller = await startCaller(redis.url);
@@ -70,7 +75,8 @@ before(async () => {
 }, { timeout: 180000 }); // the first run installs the peer's node_modules
 
 after(async () => {
-  const results = await Promise.allSettled([caller?.stop(), peer?.stop(), sb?.stop(), emitterClient?.quit()]);
+  // Each bounded: SIGKILL for a server still up 20 s after SIGTERM.
+  const results = await Promise.allSettled([caller?.stop(), stopSwitchboard(peer), stopSwitchboard(sb), emitterClient?.quit()]);
   await redis?.stop();
   if (process.env.SB_SHOW_LOGS) {
     for (const [name, p] of [['peer', peer], [STAND_IN ? 'stand-in peer' : 'switchboard', sb], ['caller', caller]]) {
@@ -78,9 +84,9 @@ after(async () => {
     }
   }
   const [callerCode, peerCode, sbCode] = results.map((r) => (r.status === 'fulfilled' ? r.value : r.reason));
-  assert.equal(callerCode ?? 0, 0, 'the Node caller exited');
-  for (const code of [peerCode, sbCode]) {
-    if (code !== undefined) assert.ok(code === 0 || code === 'SIGTERM', `a server exited ${code}`);
+  if (caller) assert.equal(callerCode, 0, 'the Node caller\'s exit code');
+  for (const [name, code] of [['the peer', peerCode], [where(), sbCode]]) {
+    if (code !== null) assert.ok(code === 0 || code === 'SIGTERM', `${name} exited ${code}`);
   }
 });
 
@@ -112,6 +118,25 @@ async function arrives(d, pred, what) {
       message: `${d.label}: ${what} did not arrive within ${WAIT} ms; it has ${d.inbox.got.length} messages, the last: ${JSON.stringify(d.inbox.got.slice(-3))}`,
     });
   }
+}
+
+// receive waits, on every device at once, for its first message matching
+// pred, and checks it against the device's expected message (a value, or a
+// function of the message that returns it). Failing, it names every device
+// that missed it, and those that did not.
+async function receive(pairs, pred, what) {
+  const got = await Promise.all(pairs.map(([d]) => d.inbox.next(pred, WAIT).then((m) => ({ m }), () => null)));
+  const missed = pairs.filter((_, i) => got[i] === null).map(([d]) => d.label);
+  if (missed.length > 0) {
+    const reached = pairs.filter((_, i) => got[i] !== null).map(([d]) => d.label);
+    throw new assert.AssertionError({
+      message: `${what} did not arrive within ${WAIT} ms at: ${missed.join(', ')}${reached.length ? `; it did at: ${reached.join(', ')}` : ''}`,
+    });
+  }
+  pairs.forEach(([d, want], i) => {
+    const { m } = got[i];
+    assert.deepEqual(m, typeof want === 'function' ? want(m) : want, `${d.label}: ${what}`);
+  });
 }
 
 // copies counts the messages matching pred that reached d before its first
@@ -201,17 +226,13 @@ describe('the contract\'s deliveries between the peer and Switchboard', () => {
 
     const t1 = 'A on the peer to B ' + uid('t');
     const m1 = assertSent(await ack(aP.socket, 'sendMessage', { to: b, text: t1 }), { from: a, to: b, text: t1 });
-    for (const [d, id] of [[bS, b], [bP, b], [aS, a]]) {
-      assert.deepEqual(await arrives(d, isSent(t1), 'A\'s message'), { event: 'message_sent', id, args: m1 });
-    }
+    await receive([[bS, b], [bP, b], [aS, a]].map(([d, id]) => [d, { event: 'message_sent', id, args: m1 }]), isSent(t1), 'A\'s message');
     const mk1 = await sentMarker(aP, b);
     for (const d of [bS, bP, aS]) await assertOnce(d, isSent(t1), mk1, 'A\'s message');
 
     const t2 = 'B on switchboard to A ' + uid('t');
     const m2 = assertSent(await ack(bS.socket, 'message', { event: 'sendMessage', args: { to: a, text: t2 } }), { from: b, to: a, text: t2 });
-    for (const [d, id] of [[aP, a], [aS, a], [bP, b]]) {
-      assert.deepEqual(await arrives(d, isSent(t2), 'B\'s reply'), { event: 'message_sent', id, args: m2 });
-    }
+    await receive([[aP, a], [aS, a], [bP, b]].map(([d, id]) => [d, { event: 'message_sent', id, args: m2 }]), isSent(t2), 'B\'s reply');
     const mk2 = await sentMarker(bS, a);
     for (const d of [aP, aS, bP]) await assertOnce(d, isSent(t2), mk2, 'B\'s reply');
 
@@ -226,7 +247,7 @@ describe('the contract\'s deliveries between the peer and Switchboard', () => {
     const { a, aP, aS, bP } = await kitchen(t);
     const text = 'note to self ' + uid('t');
     const msg = assertSent(await ack(aS.socket, 'sendMessage', { to: a, text }), { from: a, to: a, text });
-    assert.deepEqual(await arrives(aP, isSent(text), 'the note to self'), { event: 'message_sent', id: a, args: msg });
+    await receive([[aP, { event: 'message_sent', id: a, args: msg }]], isSent(text), 'the note to self');
     const mk = await sentMarker(bP, a);
     await assertOnce(aP, isSent(text), mk, 'the note to self');
     await assertNone(aS, isSent(text), mk, 'its own note to self');
@@ -237,21 +258,15 @@ describe('the contract\'s deliveries between the peer and Switchboard', () => {
 
     const p1 = uid('post');
     assert.deepEqual(await ack(aS.socket, 'postUpdated', { postId: p1, mentions: [a, b, a] }), { ok: true, notified: 2 });
-    for (const [d, id] of [[aP, a], [aS, a], [bS, b], [bP, b]]) {
-      const got = await arrives(d, isPost(p1), 'the post from switchboard');
-      assert.equal(typeof got?.args?.message, 'string');
-      assert.deepEqual(got, { event: 'post_updated_notification', id, args: { postId: p1, by: a, message: got.args.message } });
-    }
+    const notice = (id, postId, by) => (m) => ({ event: 'post_updated_notification', id, args: { postId, by, message: typeof m?.args?.message === 'string' ? m.args.message : 'a string' } });
+    await receive([[aP, a], [aS, a], [bS, b], [bP, b]].map(([d, id]) => [d, notice(id, p1, a)]), isPost(p1), 'the post from switchboard');
     const mk1 = uid('post-marker');
     assert.deepEqual(await ack(aS.socket, 'postUpdated', { postId: mk1, mentions: [b, a] }), { ok: true, notified: 2 });
     for (const d of [aP, aS, bS, bP]) await assertOnce(d, isPost(p1), isPost(mk1), 'the post from switchboard');
 
     const p2 = uid('post');
     assert.deepEqual(await ack(bP.socket, 'message', { event: 'postUpdated', args: { postId: p2, mentions: [a] } }), { ok: true, notified: 1 });
-    for (const d of [aP, aS]) {
-      const got = await arrives(d, isPost(p2), 'the post from the peer');
-      assert.deepEqual(got, { event: 'post_updated_notification', id: a, args: { postId: p2, by: b, message: got.args.message } });
-    }
+    await receive([aP, aS].map((d) => [d, notice(a, p2, b)]), isPost(p2), 'the post from the peer');
     const mk2 = uid('post-marker');
     assert.deepEqual(await ack(bP.socket, 'postUpdated', { postId: mk2, mentions: [a, b] }), { ok: true, notified: 2 });
     for (const d of [aP, aS]) await assertOnce(d, isPost(p2), isPost(mk2), 'the post from the peer');
@@ -266,9 +281,7 @@ describe('the contract\'s deliveries between the peer and Switchboard', () => {
       const args = { orderId: 42, items: ['tea', 'cake'], note: null, nested: { ok: true } };
       const r = await postEvents(server.url, { users: [a, b, a], event, args });
       assert.deepEqual([r.status, r.body], [202, { users: 2 }]);
-      for (const [d, id] of [[aP, a], [aS, a], [bS, b], [bP, b]]) {
-        assert.deepEqual(await arrives(d, isEvent(event), `the ${origin}'s event`), { event, id, args });
-      }
+      await receive([[aP, a], [aS, a], [bS, b], [bP, b]].map(([d, id]) => [d, { event, id, args }]), isEvent(event), `the ${origin}'s event`);
       const mkEvent = uid('order_marker');
       const r2 = await postEvents(server.url, { users: [b, a], event: mkEvent, args: 1 });
       assert.deepEqual([r2.status, r2.body], [202, { users: 2 }]);
@@ -314,7 +327,7 @@ describe('@socket.io/redis-emitter from a Node backend', () => {
     const tag = uid('one');
     const payload = { event: 'backend_notice', id: a, args: { tag, text: 'from the backend', n: [1, 2, 3], none: null } };
     emitter.to(room(a)).emit('message', payload);
-    for (const d of ofA) assert.deepEqual(await arrives(d, isEvent('backend_notice', tag), 'the emitter\'s message'), payload);
+    await receive(ofA.map((d) => [d, payload]), isEvent('backend_notice', tag), 'the emitter\'s message');
     const mkTag = uid('one-marker');
     emitter.to(room(a)).emit('message', { event: 'backend_marker', id: a, args: { tag: mkTag } });
     for (const d of ofA) await assertOnce(d, isEvent('backend_notice', tag), isEvent('backend_marker', mkTag), 'the emitter\'s message');
@@ -327,7 +340,7 @@ describe('@socket.io/redis-emitter from a Node backend', () => {
     const tag = uid('rooms');
     const payload = { event: 'bulletin', args: { tag, for: 'A and B' } };
     emitter.to([room(a), room(b)]).emit('message', payload);
-    for (const d of [...ofA, ...ofB]) assert.deepEqual(await arrives(d, isEvent('bulletin', tag), 'the emitter\'s two-room message'), payload);
+    await receive([...ofA, ...ofB].map((d) => [d, payload]), isEvent('bulletin', tag), 'the emitter\'s two-room message');
     const mkTag = uid('rooms-marker');
     emitter.to([room(a), room(b)]).emit('message', { event: 'bulletin_marker', args: { tag: mkTag } });
     for (const d of [...ofA, ...ofB]) await assertOnce(d, isEvent('bulletin', tag), isEvent('bulletin_marker', mkTag), 'the two-room message');
@@ -341,7 +354,7 @@ describe('@socket.io/redis-emitter from a Node backend', () => {
     const tag1 = uid('except-rooms');
     const p1 = { event: 'except_rooms', args: { tag: tag1 } };
     emitter.to([room(a), room(b), room(c)]).except(room(b)).emit('message', p1);
-    for (const d of [...ofA, ...ofC]) assert.deepEqual(await arrives(d, isEvent('except_rooms', tag1), 'the message to A, B, C except B'), p1);
+    await receive([...ofA, ...ofC].map((d) => [d, p1]), isEvent('except_rooms', tag1), 'the message to A, B, C except B');
     const mk1Tag = uid('except-rooms-marker');
     emitter.to([room(a), room(b), room(c)]).except(room(b)).emit('message', { event: 'except_marker', args: { tag: mk1Tag } });
     for (const d of [...ofA, ...ofC]) await assertOnce(d, isEvent('except_rooms', tag1), isEvent('except_marker', mk1Tag), 'the message to A, B, C except B');
@@ -351,7 +364,7 @@ describe('@socket.io/redis-emitter from a Node backend', () => {
     const tag2 = uid('except-all');
     const p2 = { event: 'except_all', args: { tag: tag2 } };
     emitter.except(room(a)).emit('message', p2);
-    for (const d of [...ofB, ...ofC]) assert.deepEqual(await arrives(d, isEvent('except_all', tag2), 'the namespace-wide message except A'), p2);
+    await receive([...ofB, ...ofC].map((d) => [d, p2]), isEvent('except_all', tag2), 'the namespace-wide message except A');
     const mk2Tag = uid('except-all-marker');
     emitter.except(room(a)).emit('message', { event: 'except_marker', args: { tag: mk2Tag } });
     for (const d of [...ofB, ...ofC]) await assertOnce(d, isEvent('except_all', tag2), isEvent('except_marker', mk2Tag), 'the namespace-wide message except A');
@@ -364,7 +377,7 @@ describe('@socket.io/redis-emitter from a Node backend', () => {
     const tag = uid('all');
     const payload = { event: 'all_hands', args: { tag } };
     emitter.emit('message', payload);
-    for (const d of [...ofA, ...ofB, ...ofC]) assert.deepEqual(await arrives(d, isEvent('all_hands', tag), 'the namespace-wide message'), payload);
+    await receive([...ofA, ...ofB, ...ofC].map((d) => [d, payload]), isEvent('all_hands', tag), 'the namespace-wide message');
     const mkTag = uid('all-marker');
     emitter.emit('message', { event: 'all_hands_marker', args: { tag: mkTag } });
     for (const d of [...ofA, ...ofB, ...ofC]) await assertOnce(d, isEvent('all_hands', tag), isEvent('all_hands_marker', mkTag), 'the namespace-wide message');
@@ -409,7 +422,7 @@ describe('cluster-wide calls from a third Node process', () => {
 
     const tag = uid('just-you');
     await caller.call('remoteSocketEmit', { in: [room(a)], id: aS2.socket.id, event: 'message', args: [{ event: 'just_you', args: { tag } }] });
-    assert.deepEqual(await arrives(aS2, isEvent('just_you', tag), 'the RemoteSocket\'s emit'), { event: 'just_you', args: { tag } });
+    await receive([[aS2, { event: 'just_you', args: { tag } }]], isEvent('just_you', tag), 'the RemoteSocket\'s emit');
     const mk = await callerMarker(a);
     await assertOnce(aS2, isEvent('just_you', tag), mk, 'the RemoteSocket\'s emit');
     for (const d of [aS1, aP]) await assertNone(d, isEvent('just_you', tag), mk, `a RemoteSocket emit to ${aS2.label}`);
@@ -451,7 +464,7 @@ describe('cluster-wide calls from a third Node process', () => {
     }, { attempts: 10, intervalMs: 100, what: `a broadcast to ${team} reaching ${ofA.map((d) => d.label).join(', ')} after socketsJoin` });
     const news = uid('news');
     await toTeam('team_news', news);
-    for (const d of ofA) assert.deepEqual(await arrives(d, isEvent('team_news', news), `the broadcast to ${team}`), { event: 'team_news', args: { tag: news } });
+    await receive(ofA.map((d) => [d, { event: 'team_news', args: { tag: news } }]), isEvent('team_news', news), `the broadcast to ${team}`);
     const mkTeam = uid('team-mk');
     await toTeam('team_marker', mkTeam);
     for (const d of ofA) await assertOnce(d, isEvent('team_news', news), isEvent('team_marker', mkTeam), `the broadcast to ${team}`);
@@ -505,9 +518,9 @@ describe('cluster-wide calls from a third Node process', () => {
 
     assert.equal(await caller.call('serverSideEmit', { event: 'switchboard:ping', args: [], ack: false }), null);
     const { error, responses } = await caller.call('serverSideEmit', { event: 'switchboard:ping', args: [], ack: true });
-    assert.equal(error, null, `serverSideEmit with an ack failed; responses so far: ${JSON.stringify(responses)}`);
     const byNode = (x, y) => String(x?.node).localeCompare(String(y?.node));
-    assert.deepEqual([...responses].sort(byNode), [{ node: PEER_NODE }, { node: SB_NODE }].sort(byNode));
+    assert.deepEqual({ error, responses: [...responses].sort(byNode) }, { error: null, responses: [{ node: PEER_NODE }, { node: SB_NODE }].sort(byNode) },
+      'serverSideEmit with an ack: {error, responses}');
 
     // On Redis: exactly the two answers to the call with an ack, carrying its
     // request id; the one without an ack got none.
@@ -533,9 +546,9 @@ describe('cluster-wide calls from a third Node process', () => {
     }
     const q = { question: 'still there?', n: 7 };
     const { error, responses } = await caller.call('emitWithAcks', { in: [room(a)], event: 'ask', args: [q], timeoutMs: 5000 });
-    assert.equal(error, null, `the broadcast with acks timed out; answers: ${JSON.stringify(responses)}`);
     const bySid = (x, y) => String(x?.sid).localeCompare(String(y?.sid));
-    assert.deepEqual([...responses].sort(bySid), ofA.map((d) => ({ user: a, sid: d.socket.id, q })).sort(bySid));
+    assert.deepEqual({ error, responses: [...responses].sort(bySid) }, { error: null, responses: ofA.map((d) => ({ user: a, sid: d.socket.id, q })).sort(bySid) },
+      'the broadcast with acks: {error, responses}, one answer per device of A');
     const mk = await callerMarker(b);
     await arrives(bS, mk, 'the marker after the broadcast with acks');
     assert.deepEqual(asked.filter((d) => d === bS).map((d) => d.label), [], 'asked a device outside the room');

@@ -142,7 +142,7 @@ export async function startCaller(redisUrl, { requestsTimeout = 5000 } = {}) {
   let t;
   const info = await Promise.race([
     readyP,
-    new Promise((_, reject) => { t = setTimeout(() => reject(new Error(`the Node caller was not ready within 15 s:\n${lines.join('\n')}`)), 15000); }),
+    new Promise((_, reject) => { t = setTimeout(() => reject(new Error(`the Node caller was not ready within 30 s:\n${lines.join('\n')}`)), 30000); }),
   ]).catch((err) => { proc.kill('SIGKILL'); throw err; }).finally(() => clearTimeout(t));
   return {
     proc, lines, uid: info.uid,
