@@ -348,9 +348,8 @@ describe('@socket.io/redis-emitter from a Node backend', () => {
     for (const d of ofC) await assertNone(d, isEvent('bulletin', tag), mk, 'the message to A and B');
   });
 
-  it('with except, to rooms and namespace-wide: everyone targeted once, the excepted room never', T, async (t) => {
+  it('to several rooms except one: everyone targeted once, the excepted room never', T, async (t) => {
     const { a, b, c, ofA, ofB, ofC } = await devicesABC(t);
-
     const tag1 = uid('except-rooms');
     const p1 = { event: 'except_rooms', args: { tag: tag1 } };
     emitter.to([room(a), room(b), room(c)]).except(room(b)).emit('message', p1);
@@ -360,7 +359,10 @@ describe('@socket.io/redis-emitter from a Node backend', () => {
     for (const d of [...ofA, ...ofC]) await assertOnce(d, isEvent('except_rooms', tag1), isEvent('except_marker', mk1Tag), 'the message to A, B, C except B');
     const mkB = roomMarkers([b]);
     for (const d of ofB) await assertNone(d, isEvent('except_rooms', tag1), mkB, 'a message that excepted B');
+  });
 
+  it('namespace-wide except one room: everyone else once, the excepted room never', T, async (t) => {
+    const { a, ofA, ofB, ofC } = await devicesABC(t);
     const tag2 = uid('except-all');
     const p2 = { event: 'except_all', args: { tag: tag2 } };
     emitter.except(room(a)).emit('message', p2);
@@ -392,7 +394,7 @@ describe('cluster-wide calls from a third Node process', () => {
     return isEvent('caller_marker', tag);
   }
 
-  it('fetchSockets sees switchboard\'s sockets with their ids, rooms (user:<id>) and data.user; a RemoteSocket\'s emit reaches that socket only', T, async (t) => {
+  it('fetchSockets sees switchboard\'s sockets with their ids, rooms (user:<id>) and data.user', T, async (t) => {
     const onP = on(peer, t);
     const onS = on(sb, t);
     const a = uid('A');
@@ -419,7 +421,15 @@ describe('cluster-wide calls from a third Node process', () => {
     assert.equal(bInfo.data?.user, b);
     assert.deepEqual([...bInfo.rooms].sort(), [bS.socket.id, room(b)].sort());
     for (const d of [aS1, aS2, aP]) assert.ok(everyone.some((s) => s.id === d.socket.id), `namespace-wide fetchSockets does not list ${d.label}`);
+  });
 
+  it('emit on a RemoteSocket of switchboard\'s (from fetchSockets) reaches that socket only', T, async (t) => {
+    const onP = on(peer, t);
+    const onS = on(sb, t);
+    const a = uid('A');
+    const aS1 = await onS(a, { transports: ['websocket'] });
+    const aS2 = await onS(a, { transports: ['polling'] });
+    const aP = await onP(a);
     const tag = uid('just-you');
     await caller.call('remoteSocketEmit', { in: [room(a)], id: aS2.socket.id, event: 'message', args: [{ event: 'just_you', args: { tag } }] });
     await receive([[aS2, { event: 'just_you', args: { tag } }]], isEvent('just_you', tag), 'the RemoteSocket\'s emit');
@@ -486,31 +496,27 @@ describe('cluster-wide calls from a third Node process', () => {
     for (const d of ofA) await assertNone(d, isEvent('team_news', late), mkLate, `a broadcast to ${team} after socketsLeave`);
   });
 
-  it('disconnectSockets disconnects switchboard\'s sockets: the client sees "io server disconnect"; others stay', T, async (t) => {
-    const onP = on(peer, t);
-    const onS = on(sb, t);
-    const a = uid('A');
-    const b = uid('B');
-    const c = uid('C');
-    const ofA = [await onS(a, { transports: ['websocket'] }), await onS(a, { transports: ['polling'] }), await onP(a)];
-    const cS = await onS(c, { transports: ['websocket'] });
-    const bS = await onS(b);
+  for (const close of [false, true]) {
+    it(`disconnectSockets(${close}) disconnects switchboard's sockets in the room: the client sees "io server disconnect"; others stay`, T, async (t) => {
+      const onP = on(peer, t);
+      const onS = on(sb, t);
+      const a = uid('A');
+      const b = uid('B');
+      const ofA = [await onS(a, { transports: ['websocket'] }), await onS(a, { transports: ['polling'] }), await onP(a)];
+      const bS = await onS(b);
 
-    const goneA = ofA.map(disconnected);
-    await caller.call('disconnectSockets', { in: [room(a)] });
-    const reasonsA = await Promise.all(goneA);
-    assert.deepEqual(reasonsA, ofA.map(() => 'io server disconnect'), `disconnect reasons of ${ofA.map((d) => d.label).join(', ')} (null: none within ${WAIT} ms)`);
+      const gone = ofA.map(disconnected);
+      await caller.call('disconnectSockets', { in: [room(a)], close });
+      assert.deepEqual(await Promise.all(gone), ofA.map(() => 'io server disconnect'),
+        `disconnect reasons of ${ofA.map((d) => d.label).join(', ')} (null: none within ${WAIT} ms)`);
 
-    const goneC = disconnected(cS);
-    await caller.call('disconnectSockets', { in: [room(c)], close: true });
-    assert.equal(await goneC, 'io server disconnect', `${cS.label}: disconnect reason after disconnectSockets(true) (null: none within ${WAIT} ms)`);
-
-    // B was not targeted: still connected and still reached.
-    const mk = await callerMarker(b);
-    await arrives(bS, mk, 'a message after the others were disconnected');
-    assert.equal(bS.socket.connected, true);
-    assert.deepEqual(bS.disconnects, []);
-  });
+      // B was not targeted: still connected and still reached.
+      const mk = await callerMarker(b);
+      await arrives(bS, mk, 'a message after the others were disconnected');
+      assert.equal(bS.socket.connected, true);
+      assert.deepEqual(bS.disconnects, []);
+    });
+  }
 
   it('serverSideEmit("switchboard:ping"): without an ack nobody answers; with one, the peer and switchboard each answer once with {node}', T, async (t) => {
     const watch = await watchResponses(redis.url);
