@@ -98,7 +98,7 @@ export async function startPeer(dir, { env = {}, port } = {}) {
     await new Promise((res) => setTimeout(res, 50));
   }
   return {
-    port, url: base, proc, lines, kind: 'peer',
+    port, url: base, proc, lines,
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
       return exited(proc);
