@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -151,15 +150,15 @@ func startNode(t *testing.T, r *redisProc, name string, opts Options, nsps ...st
 		}
 	}
 	n.classic = NewClassic(n.pub, n.sub, opts)
-	srv, err := socketio.NewServer(engineio.Options{PingInterval: time.Minute, PingTimeout: time.Minute},
-		socketio.Options{Adapter: n.classic.Factory(), Logger: opts.Logger})
+	srv, err := socketio.NewServer(engineioOptions(), socketio.Options{Adapter: n.classic.Factory(), Logger: opts.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.io = srv
 	for _, name := range append([]string{"/"}, nsps...) {
-		nsp := srv.Of(name)
-		nsp.OnConnection(func(s *socketio.Socket) {
+		// In a middleware, so that the rooms are joined before the client
+		// has its CONNECT reply (OnConnection runs after it).
+		srv.Of(name).Use(func(s *socketio.Socket, next func(error)) {
 			auth := s.Auth()
 			if rooms, ok := auth["rooms"].([]any); ok {
 				for _, r := range rooms {
@@ -169,6 +168,7 @@ func startNode(t *testing.T, r *redisProc, name string, opts Options, nsps ...st
 			if d, ok := auth["data"]; ok {
 				s.SetData(d)
 			}
+			next(nil)
 		})
 	}
 	n.http = httptest.NewServer(srv)
@@ -179,6 +179,11 @@ func startNode(t *testing.T, r *redisProc, name string, opts Options, nsps ...st
 		t.Fatalf("%s: %v", name, err)
 	}
 	return n
+}
+
+// engineioOptions keep heartbeats out of the tests' way.
+func engineioOptions() engineio.Options {
+	return engineio.Options{PingInterval: time.Minute, PingTimeout: time.Minute}
 }
 
 func (n *node) nsp(name string) *socketio.Namespace { return n.io.Of(name) }
@@ -397,5 +402,3 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
-
-var _ = fmt.Sprint
