@@ -505,7 +505,7 @@ func (c *Classic) dispatch(m *goredis.Message) {
 	}
 	c.cnt.received[r.kind].Add(1)
 	if r.kind == kindResponse {
-		r.a.onResponse(m.Payload)
+		c.handle(delivery{a: r.a, kind: r.kind, channel: m.Channel, payload: m.Payload})
 		return
 	}
 	select {
@@ -528,6 +528,9 @@ func (c *Classic) deliver() {
 	}
 }
 
+// handle runs one message, on the deliverer (broadcasts, requests) or the
+// receiver (responses, which call the acknowledgement callbacks of
+// BroadcastWithAck); a panic is reported, not fatal.
 func (c *Classic) handle(d delivery) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -541,6 +544,8 @@ func (c *Classic) handle(d delivery) {
 		d.a.onBroadcast(d.channel, d.payload)
 	case kindRequest:
 		d.a.onRequest(d.payload)
+	case kindResponse:
+		d.a.onResponse(d.payload)
 	}
 }
 

@@ -382,3 +382,36 @@ func TestBroadcastWithAcksAcrossProcesses(t *testing.T) {
 		t.Fatalf("%d answers, %v; want 5 and a timeout", len(answers), err)
 	}
 }
+
+// TestSpecificResponseChannel: with PublishOnSpecificResponseChannel the
+// answers go to the asking process's own channel (except a server-side
+// emit's, which Node always sends to the shared one).
+func TestSpecificResponseChannel(t *testing.T) {
+	r := startRedis(t)
+	raw := subscribeRaw(t, r, "socket.io-response#*")
+	opts := Options{PublishOnSpecificResponseChannel: true}
+	n0 := startNode(t, r, "node0", opts, "/chat")
+	n1 := startNode(t, r, "node1", opts, "/chat")
+	c1 := dial(t, n1, "c1", "/chat", map[string]any{"rooms": []string{"room"}})
+	c1.onAck = func(event) []any { return []any{"yes"} }
+	n1.nsp("/chat").OnServerSideEmit(func(_ []any, ack func(any)) { ack("pong") })
+	ctx := ctxTimeout(t, 10*time.Second)
+
+	all, err := n0.nsp("/chat").FetchSockets(ctx)
+	if err != nil || len(all) != 1 || all[0].ID != c1.sid {
+		t.Fatalf("fetch: %v, %v", all, err)
+	}
+	answers, err := n0.nsp("/chat").Except().Timeout(5*time.Second).EmitWithAck(ctx, "q")
+	if err != nil || !slices.Equal(answers, []any{"yes"}) {
+		t.Fatalf("emitWithAck: %v, %v", answers, err)
+	}
+	answers, err = n0.nsp("/chat").ServerSideEmitWithAck(ctx, "ping")
+	if err != nil || !slices.Equal(answers, []any{"pong"}) {
+		t.Fatalf("serverSideEmitWithAck: %v, %v", answers, err)
+	}
+	own := "socket.io-response#/chat#" + n0.classic.UID() + "#"
+	waitFor(t, "three answers on "+own, func() bool { return len(raw.on(own)) == 3 })
+	if shared := raw.on("socket.io-response#/chat#"); len(shared) != 1 || !strings.Contains(shared[0], `"type":6`) {
+		t.Fatalf("on the shared channel: %q", shared)
+	}
+}

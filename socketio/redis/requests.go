@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/socketio"
@@ -194,13 +195,10 @@ func (a *adapter) onServerSideEmit(rid any, withAck bool, data any) {
 		a.nsp.HandleServerSideEmit(args, nil)
 		return
 	}
-	answered := make(chan struct{})
+	var answered atomic.Bool
 	a.nsp.HandleServerSideEmit(args, func(arg any) {
-		select {
-		case <-answered:
+		if answered.Swap(true) {
 			return // only one answer is expected
-		default:
-			close(answered)
 		}
 		payload, err := marshalJSON(jsonResponse{Type: reqServerSideEmit, RequestID: rid, Data: arg})
 		if err != nil {
