@@ -411,7 +411,30 @@ func TestSpecificResponseChannel(t *testing.T) {
 	}
 	own := "socket.io-response#/chat#" + n0.classic.UID() + "#"
 	waitFor(t, "three answers on "+own, func() bool { return len(raw.on(own)) == 3 })
+	waitFor(t, "an answer on the shared channel", func() bool { return len(raw.on("socket.io-response#/chat#")) > 0 })
 	if shared := raw.on("socket.io-response#/chat#"); len(shared) != 1 || !strings.Contains(shared[0], `"type":6`) {
 		t.Fatalf("on the shared channel: %q", shared)
+	}
+}
+
+// TestBinaryAcrossProcesses: binary data travels as msgpack bin and
+// reaches a client on another process as an attachment; a time.Time
+// arrives as JavaScript's ISO string.
+func TestBinaryAcrossProcesses(t *testing.T) {
+	r := startRedis(t)
+	n0 := startNode(t, r, "node0", Options{}, "/chat")
+	n1 := startNode(t, r, "node1", Options{}, "/chat")
+	c1 := dial(t, n1, "c1", "/chat", map[string]any{"rooms": []string{"a"}})
+	at := time.UnixMilli(1700000000120)
+	if err := n0.nsp("/chat").To("a").Emit("bin", []byte{1, 2, 3}, map[string]any{"at": at, "raw": []byte{}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n0.nsp("/chat").To("a").Emit("end"); err != nil {
+		t.Fatal(err)
+	}
+	got := c1.waitEvent("end")
+	want := []any{[]byte{1, 2, 3}, map[string]any{"at": "2023-11-14T22:13:20.120Z", "raw": []byte{}}}
+	if len(got) != 1 || !same(got[0].args, want) {
+		t.Fatalf("got %+v, want bin%v", got, want)
 	}
 }

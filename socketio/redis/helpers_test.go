@@ -294,17 +294,32 @@ func (c *client) close() {
 
 func (c *client) read() {
 	defer close(c.done)
+	var binary string // a binary event waiting for its attachments
+	var want int
+	var atts [][]byte
 	for {
-		_, msg, err := c.conn.ReadMessage()
+		typ, msg, err := c.conn.ReadMessage()
 		if err != nil {
 			return
+		}
+		if typ == websocket.BinaryMessage {
+			atts = append(atts, msg) // Engine.IO v4 sends attachments bare
+			if len(atts) == want {
+				c.onEvent(binary, atts)
+				binary, want, atts = "", 0, nil
+			}
+			continue
 		}
 		p := string(msg)
 		switch {
 		case p == "2":
 			c.write("3")
+		case strings.HasPrefix(p, "45"):
+			n, rest, _ := strings.Cut(p[2:], "-")
+			want, _ = strconv.Atoi(n)
+			binary = strings.TrimPrefix(rest, c.prefix())
 		case strings.HasPrefix(p, "42"+c.prefix()):
-			c.onEvent(p[2+len(c.prefix()):])
+			c.onEvent(p[2+len(c.prefix()):], nil)
 		case p == "41"+c.prefix() || p == "41"+strings.TrimSuffix(c.prefix(), ","):
 			c.mu.Lock()
 			c.disconnected = true
@@ -314,7 +329,26 @@ func (c *client) read() {
 	}
 }
 
-func (c *client) onEvent(s string) {
+// placeholders puts the binary attachments in place of their
+// placeholders.
+func placeholders(v any, atts [][]byte) any {
+	switch v := v.(type) {
+	case []any:
+		for i, e := range v {
+			v[i] = placeholders(e, atts)
+		}
+	case map[string]any:
+		if v["_placeholder"] == true {
+			return atts[int(v["num"].(float64))]
+		}
+		for k, e := range v {
+			v[k] = placeholders(e, atts)
+		}
+	}
+	return v
+}
+
+func (c *client) onEvent(s string, atts [][]byte) {
 	e := event{ack: -1}
 	i := 0
 	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
@@ -328,6 +362,7 @@ func (c *client) onEvent(s string) {
 		c.t.Errorf("%s: bad event %q", c.name, s)
 		return
 	}
+	data = placeholders(data, atts).([]any)
 	e.name, _ = data[0].(string)
 	e.args = data[1:]
 	if e.ack >= 0 && c.onAck != nil {

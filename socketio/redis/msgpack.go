@@ -23,7 +23,9 @@ import (
 //   - every number is a float64. JavaScript has no other number, so Node
 //     sends nothing a float64 cannot hold (notepack reads uint64 and int64
 //     into a double too, rounding the same way); the socketio package holds
-//     JSON numbers as float64 as well;
+//     JSON numbers as float64 as well. NaN and the infinities become nil,
+//     and -0 0, as JSON.stringify writes them: a client gets what Node
+//     would send it (encoding/json would refuse the packet);
 //   - maps are map[string]any (a number, boolean or nil key becomes the
 //     string JavaScript would make of it), arrays []any, bin []byte (a copy);
 //   - a timestamp (extension -1, how a Date travels since adapter 8.0) and
@@ -140,10 +142,10 @@ func (d *mpDecoder) value(depth int) (any, error) {
 		return d.ext(n, c == 0xc7)
 	case 0xca:
 		u, err := d.uint(4)
-		return float64(math.Float32frombits(uint32(u))), err
+		return jsonNumber(float64(math.Float32frombits(uint32(u)))), err
 	case 0xcb:
 		u, err := d.uint(8)
-		return math.Float64frombits(u), err
+		return jsonNumber(math.Float64frombits(u)), err
 	case 0xcc, 0xcd, 0xce, 0xcf: // uint 8, 16, 32, 64
 		u, err := d.uint(1 << (c - 0xcc))
 		return float64(u), err
@@ -174,6 +176,19 @@ func (d *mpDecoder) value(depth int) (any, error) {
 		return d.mapN(n, depth)
 	}
 	return nil, fmt.Errorf("msgpack: unknown type byte 0x%02x", c)
+}
+
+// jsonNumber is what JSON makes of a number: NaN and the infinities
+// become null (JSON.stringify writes null; encoding/json would refuse the
+// whole packet), -0 becomes 0.
+func jsonNumber(f float64) any {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil
+	}
+	if f == 0 {
+		return 0.0
+	}
+	return f
 }
 
 func (d *mpDecoder) arrayN(n uint64, depth int) (any, error) {

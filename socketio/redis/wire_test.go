@@ -276,6 +276,16 @@ func TestAnswersNodesRequests(t *testing.T) {
 		expectEvent(fence(), "message", []any{"hello", 42.0}, "bob")
 	})
 
+	t.Run("every kind of value Node sends", func(t *testing.T) {
+		// Dates arrive as their ISO strings, Buffers as binary
+		// attachments, undefined and NaN as null: what a client of Node's
+		// would get.
+		v := vs["broadcast_values"]
+		publish(v.Channel, v.bytes)
+		data := expected(t, v.Value).([]any)[1].(map[string]any)["data"].([]any)
+		expectEvent(fence(), "values", data[1:], "in1", "in12", "bob")
+	})
+
 	t.Run("this process's own broadcast is dropped", func(t *testing.T) {
 		publish("socket.io#/#", mustEncodeBroadcast(t, n.classic.UID(), "own"))
 		expectEvent(fence(), "own", nil)
