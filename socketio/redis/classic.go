@@ -336,9 +336,12 @@ func (c *Classic) notifyLocked() {
 }
 
 // Close stops the adapter: the queued publishes get PublishTimeout to be
-// written, the subscriptions end, and every goroutine it started has
-// returned when Close does. Requests still waiting fail with ErrClosed.
-// It is idempotent; the clients stay open.
+// written (what is left then is dropped and reported), the subscriptions
+// end, and every goroutine it started has returned when Close does.
+// Requests still waiting fail with ErrClosed. With Redis unresponsive, a
+// command already in flight ends by the publishing client's own
+// ReadTimeout, so Close takes at most about PublishTimeout plus that. It
+// is idempotent; the clients stay open.
 func (c *Classic) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()

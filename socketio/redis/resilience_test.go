@@ -283,3 +283,28 @@ func leftovers() string {
 	}
 	return strings.Join(out, "\n\n")
 }
+
+// TestCloseWhileRedisIsFrozen: Close is bounded even when Redis answers
+// nothing: PublishTimeout for the queue, then what a command in flight
+// takes to time out by the client's own ReadTimeout (1 s in these tests;
+// go-redis applies it, not the context, to a new connection's handshake).
+func TestCloseWhileRedisIsFrozen(t *testing.T) {
+	r := startRedis(t)
+	opts := Options{PublishTimeout: 300 * time.Millisecond}
+	n0 := startNode(t, r, "node0", opts, "/chat")
+	r.freeze()
+	defer r.thaw()
+	for range 100 {
+		_ = n0.nsp("/chat").Emit("queued")
+	}
+	start := time.Now()
+	if err := n0.classic.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > opts.PublishTimeout+time.Second+500*time.Millisecond {
+		t.Fatalf("Close took %v", d)
+	}
+	if n0.classic.Stats().Dropped == 0 {
+		t.Fatal("nothing reported dropped")
+	}
+}
