@@ -22,19 +22,21 @@
 //     never wait for Redis; a full queue drops the message (Stats.Dropped,
 //     OnError).
 //   - The receiver owns the PubSub's reads: it reads every message, records
-//     which subscriptions Redis confirmed (Subscribed), pings a silent
-//     connection, and answers nothing itself: responses to this process's
-//     requests complete them on the spot (they only touch pending-request
-//     state), broadcasts and requests go to the deliverer, in the order
-//     they came.
+//     which subscriptions Redis confirmed (Subscribed) and pings a silent
+//     connection. Answers to this process's requests it handles itself
+//     (they only complete pending requests, and call BroadcastWithAck's
+//     callbacks); broadcasts and requests from other processes it hands to
+//     the deliverer, in the order they came, through a queue of 1024 (when
+//     that is full the receiver waits, and Redis buffers for it).
 //   - The deliverer runs what reaches sockets or the application: remote
 //     broadcasts and every request from another process (joins, leaves,
 //     disconnects, fetches, server-side emits, broadcasts with
 //     acknowledgements), one at a time, in Redis's order, so a join
 //     published before a broadcast is applied before it. Server-side emit
-//     handlers run here: one that blocks delays every delivery from other
-//     processes (the requests it may make itself are answered to the
-//     receiver, so they do not deadlock).
+//     handlers (and disconnect handlers of sockets another process
+//     disconnects) run here: one that blocks delays every delivery from
+//     other processes. The requests such a handler makes are answered to
+//     the receiver, so they do not deadlock.
 //   - The subscriber issues SUBSCRIBE, PSUBSCRIBE and their opposites as
 //     namespaces come and go, retrying a failed subscribe: building a
 //     namespace (under socketio.Server's lock) never waits for Redis.
@@ -71,8 +73,9 @@ var (
 	// ErrQueueFull: the publish queue is full (Redis too slow or away);
 	// the message was dropped.
 	ErrQueueFull = errors.New("redis adapter: publish queue full")
-	// ErrUnavailable: Options.Publishing said not to publish, so a request
-	// that waits for the other processes' answers was not sent.
+	// ErrUnavailable: Options.Publishing turned false while a request that
+	// waits for the other processes' answers was being made; it was not
+	// sent.
 	ErrUnavailable = errors.New("redis adapter: not publishing")
 )
 
@@ -103,11 +106,13 @@ type Options struct {
 	// and one that stays silent as long again is dropped, for go-redis to
 	// redial and subscribe again (a peer gone without a reset): 5 s.
 	PingInterval time.Duration
-	// Publishing, when set, is asked before every publish. False keeps the
-	// message on this process (Stats.Skipped) and makes a request that
-	// waits for answers fail at once with ErrUnavailable. The server's
-	// Redis probe goes here; a bounded outbox that keeps messages through
-	// an outage would replace the writer instead (publish.go). Nil: always
+	// Publishing, when set, is asked before every publish. False makes the
+	// adapter act as if this process were alone: broadcasts stay local
+	// (Stats.Skipped), ServerCount is 1, so FetchSockets, AllRooms and
+	// acknowledgements need no answers (a request already under way when
+	// it turns false fails with ErrUnavailable). The server's Redis probe
+	// goes here; a bounded outbox that keeps messages through an outage
+	// would take the writer's place instead (see publish.go). Nil: always
 	// publish.
 	Publishing func() bool
 	// OnError receives every adapter error: failed or dropped publishes,
@@ -162,7 +167,8 @@ type KindStats struct {
 type Stats struct {
 	// Published: written to Redis.
 	Published KindStats
-	// Received: read from Redis, before any filtering.
+	// Received: read from Redis on a channel of one of this process's
+	// namespaces, before any other filtering.
 	Received KindStats
 	// Ignored: read but not for this process: its own messages, rooms it
 	// does not hold, answers to other processes' requests.
@@ -234,9 +240,11 @@ type subOp struct {
 }
 
 // NewClassic starts a classic adapter publishing with pub and subscribing
-// with sub (give it a client of its own: it holds one connection in
-// subscribed mode; RESP2 is advised, see server/adapter.go). The caller
-// keeps ownership of both clients and closes them after Close.
+// with sub, both required. sub should be a client of its own (one of its
+// connections stays in subscribed mode) speaking RESP2, which has no push
+// frames to mishandle (go-redis v9.18 lost messages on RESP3,
+// redis/go-redis#3839). The caller keeps ownership of both clients and
+// closes them after Close.
 func NewClassic(pub, sub *goredis.Client, opts Options) *Classic {
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
