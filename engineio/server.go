@@ -174,7 +174,12 @@ var ErrClosed = errors.New("engineio: session closed")
 type Server struct {
 	opts    Options
 	handler Handler
-	loop    *nbio.Engine
+	// The event loop starts with the first websocket: nbio 1.6.8 loses a
+	// Stop that comes before its pollers run, so a server closed right
+	// after it was built (tests) would hang in Close.
+	loopOnce sync.Once
+	loop     *nbio.Engine
+	loopErr  error
 	keep    []string // canonical KeepHeaders
 
 	mu       sync.RWMutex
@@ -199,11 +204,6 @@ func NewServer(opts Options, h Handler) (*Server, error) {
 	for _, k := range opts.KeepHeaders {
 		s.keep = append(s.keep, http.CanonicalHeaderKey(k))
 	}
-	loop, err := newEventLoop(s)
-	if err != nil {
-		return nil, fmt.Errorf("engineio: start event loop: %w", err)
-	}
-	s.loop = loop
 	return s, nil
 }
 
@@ -244,7 +244,9 @@ func (s *Server) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.loop.Stop()
+		if loop := s.eventLoop(false); loop != nil {
+			loop.Stop()
+		}
 	}()
 	select {
 	case <-done:
@@ -252,6 +254,22 @@ func (s *Server) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("engineio: close: %w", ctx.Err())
 	}
+}
+
+// eventLoop returns the event loop, starting it if start is set and it is
+// not started yet (nil if it is not running).
+func (s *Server) eventLoop(start bool) *nbio.Engine {
+	if start && !s.closing.Load() {
+		s.loopOnce.Do(func() {
+			loop, err := newEventLoop(s)
+			s.mu.Lock()
+			s.loop, s.loopErr = loop, err
+			s.mu.Unlock()
+		})
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.loop
 }
 
 func (s *Server) register(sess *Session) {

@@ -159,9 +159,14 @@ func (s *Server) attach(ws *wsConn, conn net.Conn) error {
 		go ws.readLoop()
 		return nil
 	}
+	loop := s.eventLoop(true)
+	if loop == nil {
+		_ = nb.Close()
+		return fmt.Errorf("engineio: no event loop: %w", s.loopError())
+	}
 	nb.SetSession(ws)
 	ws.nb.Store(nb)
-	if _, err := s.loop.AddConn(nb); err != nil {
+	if _, err := loop.AddConn(nb); err != nil {
 		return err
 	}
 	// close stores closed before it loads nb; this stored nb before
@@ -500,4 +505,14 @@ func (nbioLogger) Warn(format string, v ...any) {
 }
 func (nbioLogger) Error(format string, v ...any) {
 	slog.Error(fmt.Sprintf(format, v...), "source", "nbio")
+}
+
+// loopError says why there is no event loop.
+func (s *Server) loopError() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.loopErr != nil {
+		return s.loopErr
+	}
+	return ErrClosed
 }

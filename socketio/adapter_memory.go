@@ -288,18 +288,23 @@ func (a *MemoryAdapter) BroadcastWithAck(p *Packet, opts *BroadcastOptions, clie
 	if err != nil {
 		return err
 	}
-	n := 0
+	// The count is reported before the packet goes out: an answer to the
+	// count's request must come before any acknowledgement's (Node's
+	// adapter reads them in that order).
+	var targets []*Socket
 	a.Apply(opts, func(s *Socket) {
 		if s.registerAck(p.ID, opts.Flags.Timeout, func(args []any, err error) {
 			if err == nil {
 				ack(args)
 			}
 		}) {
-			n++
-			_ = s.send(msgs)
+			targets = append(targets, s)
 		}
 	})
-	clientCount(n)
+	clientCount(len(targets))
+	for _, s := range targets {
+		_ = s.send(msgs)
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Middleware runs when a client connects to a namespace, before the
@@ -155,6 +156,14 @@ func (n *Namespace) Except(rooms ...string) BroadcastOperator {
 
 // Local restricts a broadcast to this process.
 func (n *Namespace) Local() BroadcastOperator { return BroadcastOperator{nsp: n}.Local() }
+
+// Volatile marks a broadcast as one that may be lost.
+func (n *Namespace) Volatile() BroadcastOperator { return BroadcastOperator{nsp: n}.Volatile() }
+
+// Timeout sets how long a broadcast's EmitWithAck waits.
+func (n *Namespace) Timeout(d time.Duration) BroadcastOperator {
+	return BroadcastOperator{nsp: n}.Timeout(d)
+}
 
 // Emit sends an event to every socket of the namespace, on every process.
 func (n *Namespace) Emit(event string, args ...any) error {
