@@ -25,12 +25,14 @@ func (s *Server) routes(static fs.FS) (*gin.Engine, error) {
 	r.HandleMethodNotAllowed = true
 	r.Use(s.recoverPanics, s.logRequests, s.stampNode, s.cors)
 
-	r.GET("/", func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", index) })
-	r.GET("/static/*file", gin.WrapH(http.StripPrefix("/static/", http.FileServerFS(static))))
-	r.GET("/healthz", s.healthz)
-	r.GET("/readyz", s.readyz)
-	r.GET("/metrics", gin.WrapH(s.metrics.handler()))
-	r.GET("/api/whoami", s.whoami)
+	// HEAD answers wherever GET does (net/http drops the body).
+	get := func(path string, h gin.HandlerFunc) { r.Match([]string{http.MethodGet, http.MethodHead}, path, h) }
+	get("/", func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", index) })
+	get("/static/*file", gin.WrapH(http.StripPrefix("/static/", http.FileServerFS(static))))
+	get("/healthz", s.healthz)
+	get("/readyz", s.readyz)
+	get("/metrics", gin.WrapH(s.metrics.handler()))
+	get("/api/whoami", s.whoami)
 	r.POST("/api/dev/token", s.devToken)
 	r.POST("/api/events", s.apiEvents)
 	r.Any("/socket.io/*any", gin.WrapH(s.app.Handler()))

@@ -148,6 +148,10 @@ func (a *adapter) onBroadcast(channel, payload string) {
 			return
 		}
 	}
+	if uid, ok := peekUID(payload); ok && uid == a.c.uid {
+		a.c.cnt.ignored.Add(1) // our own, back from Redis: not decoded
+		return
+	}
 	v, err := decodeMsgpack(payload)
 	if err != nil {
 		a.malformed("broadcast", err)

@@ -205,6 +205,11 @@ type Classic struct {
 	stop   chan struct{} // closed by Close
 
 	deliveries chan delivery // receiver → deliverer
+	// queued counts what was handed to the deliverer and is not handled
+	// yet: while it is zero, the receiver handles a broadcast itself
+	// (nothing can be ahead of it), which spares a goroutine wake-up per
+	// message.
+	queued atomic.Int64
 	wake       chan struct{} // → subscriber (capacity 1)
 	wg         sync.WaitGroup
 
@@ -515,13 +520,16 @@ func (c *Classic) dispatch(m *goredis.Message) {
 		return
 	}
 	c.cnt.received[r.kind].Add(1)
-	if r.kind == kindResponse {
-		c.handle(delivery{a: r.a, kind: r.kind, channel: m.Channel, payload: m.Payload})
+	d := delivery{a: r.a, kind: r.kind, channel: m.Channel, payload: m.Payload}
+	if r.kind == kindResponse || r.kind == kindBroadcast && c.queued.Load() == 0 {
+		c.handle(d)
 		return
 	}
+	c.queued.Add(1)
 	select {
-	case c.deliveries <- delivery{a: r.a, kind: r.kind, channel: m.Channel, payload: m.Payload}:
+	case c.deliveries <- d:
 	case <-c.stop:
+		c.queued.Add(-1)
 	}
 }
 
@@ -535,6 +543,7 @@ func (c *Classic) deliver() {
 			return
 		case d := <-c.deliveries:
 			c.handle(d)
+			c.queued.Add(-1)
 		}
 	}
 }

@@ -599,3 +599,38 @@ func appendMsgpackTime(b []byte, t time.Time) []byte {
 	b = binary.BigEndian.AppendUint32(append(b, 0xc7, 12, 0xff), uint32(ns))
 	return binary.BigEndian.AppendUint64(b, uint64(sec))
 }
+
+// peekUID reads the first element of a broadcast, [uid, packet, opts], if
+// it is a string, without decoding the rest.
+func peekUID(s string) (string, bool) {
+	d := mpDecoder{s: s}
+	if d.remaining() < 1 {
+		return "", false
+	}
+	switch b := d.s[0]; {
+	case b >= 0x90 && b <= 0x9f:
+		d.i = 1
+	case b == 0xdc:
+		d.i = 3
+	case b == 0xdd:
+		d.i = 5
+	default:
+		return "", false
+	}
+	if d.remaining() < 1 {
+		return "", false
+	}
+	var n uint64
+	switch b := d.s[d.i]; {
+	case b >= 0xa0 && b <= 0xbf:
+		n = uint64(b & 0x1f)
+		d.i++
+	case b == 0xd9 && d.remaining() >= 2:
+		n = uint64(d.s[d.i+1])
+		d.i += 2
+	default:
+		return "", false
+	}
+	uid, err := d.take(n)
+	return uid, err == nil
+}

@@ -8,7 +8,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { io } from 'socket.io-client';
 import { collect, connectSocket, devToken, freePort, startRedis, startSwitchboard } from './lib/harness.mjs';
 import {
-  assertJSONError, assertLogLines, labelKey, pollUntil, rawWebSocket, request, scrape, stopSwitchboard,
+  assertJSONError, assertLogLines, labelKey, pollingHandshake, pollUntil, rawWebSocket, request, scrape, stopSwitchboard,
 } from './lib/process.mjs';
 
 const ORIGIN = 'http://example.test';
@@ -110,6 +110,27 @@ describe('development-mode process (no JWT_SECRET, no API_KEY, NODE_ID set)', ()
     } finally {
       ws.destroy();
     }
+  });
+
+  it('HEAD answers wherever GET does, with GET's status and headers and no body', async () => {
+    const u = ctx.sb.url;
+    for (const path of ['/', '/healthz', '/readyz', '/metrics', '/api/whoami', '/static/app.js',
+      '/socket.io/?EIO=4&transport=polling']) {
+      const get = await request(u + path);
+      const head = await request(u + path, { method: 'HEAD' });
+      assert.equal(head.status, get.status, `HEAD ${path}: HTTP ${head.status}, GET gave ${get.status}`);
+      assert.equal(head.status, 200, `HEAD ${path}`);
+      assert.equal(head.text, '', `HEAD ${path} has no body`);
+      assert.equal(String(head.headers['content-type']).split(';')[0], String(get.headers['content-type']).split(';')[0], `HEAD ${path}: content-type`);
+    }
+    // HEAD on an Engine.IO session neither opens one nor takes its packets.
+    const { sid } = await pollingHandshake(u);
+    const q = `${u}/socket.io/?EIO=4&transport=polling&sid=${sid}`;
+    assert.equal((await request(q, { method: 'POST', headers: { 'content-type': 'text/plain;charset=UTF-8' }, body: '40/socket,{}' })).status, 200);
+    assert.equal((await request(q, { method: 'HEAD' })).status, 200);
+    const poll = await request(q);
+    assert.match(poll.text, /^44\/socket,/, `the connect_error is still there for the GET after a HEAD: ${poll.text}`);
+    assert.equal((await request(`${u}/socket.io/?EIO=4&transport=polling&sid=nope`, { method: 'HEAD' })).status, 400, 'HEAD with an unknown sid');
   });
 
   it('an unknown /api route is a 404 JSON error', async () => {
