@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -49,7 +50,7 @@ func newEventLoop(s *Server) (*nbio.Engine, error) {
 	logging.SetLogger(nbioLogger{})
 	g := nbio.NewEngine(nbio.Config{
 		Name:               "engineio",
-		NPoller:            s.opts.Pollers,
+		NPoller:            pollers(s.opts.Pollers),
 		MaxWriteBufferSize: s.opts.MaxQueuedBytes,
 	})
 	g.OnData(func(c *nbio.Conn, data []byte) {
@@ -515,4 +516,15 @@ func (s *Server) loopError() error {
 		return s.loopErr
 	}
 	return ErrClosed
+}
+
+// pollers is the number of event-loop goroutines: n, or one per CPU the
+// runtime uses (nbio's own default is a quarter of that, which on a small
+// machine is one goroutine for every websocket: S2 measured 6,000 msg/s
+// with one and 8,000 with two on 2 cores).
+func pollers(n int) int {
+	if n > 0 {
+		return n
+	}
+	return runtime.GOMAXPROCS(0)
 }
