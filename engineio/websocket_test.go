@@ -164,3 +164,19 @@ func TestWebsocketHandshakeErrors(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestWebsocketClosedWhileOpening closes a websocket session before its
+// connection is handed to the event loop (from Open): the client must still
+// see the connection end.
+func TestWebsocketClosedWhileOpening(t *testing.T) {
+	s := startServer(t, Options{}, func(sess *Session, r *recorder) { sess.Close() })
+	w := s.dialWS(t, 4, "")
+	r := s.opened(t)
+	if reason := r.reason(t); reason != ReasonForced {
+		t.Fatalf("reason %q", reason)
+	}
+	w.readClose(t)
+	if s.srv.Count() != 0 {
+		t.Fatalf("%d sessions", s.srv.Count())
+	}
+}
