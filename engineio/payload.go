@@ -152,6 +152,11 @@ func decodeBinaryPayloadV3(body []byte) ([]packet, error) {
 		var p packet
 		var err error
 		if isString {
+			// Node decodes the string as UTF-8 and refuses the payload
+			// when it is not.
+			if !utf8.Valid(msg) {
+				return nil, errPayload
+			}
 			p, err = decodeText(msg, 3)
 		} else {
 			p, err = decodeBinaryFrame(msg, 3)

@@ -67,6 +67,8 @@ func TestDecodePayload(t *testing.T) {
 		{name: "v3 binary long length", in: "\x00\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\xff4", protocol: 3, binary: true, wantErr: true},
 		{name: "v3 binary non-message", in: "\x01\x01\xff\x02", protocol: 3, binary: true, wantErr: true},
 		{name: "v3 binary empty", in: "", protocol: 3, binary: true, wantErr: true},
+		{name: "v3 binary invalid utf8", in: "\x00\x03\xff4\xed\xa0", protocol: 3, binary: true, wantErr: true},
+		{name: "v3 binary truncated utf8", in: "\x00\x02\xff4\xc3", protocol: 3, binary: true, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

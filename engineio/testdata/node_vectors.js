@@ -73,8 +73,10 @@ const v3bin = [
   [0, 2, 255, ...Buffer.from("2p")],
   [1, 1, 255, 4],
   [0, 1, 255, ...Buffer.from("6")],
+  [0, 5, 255, ...Buffer.from("4é€").slice(0, 5)],
   [0, 6, 255, ...Buffer.from("4é€")],
   [0, 7, 255, ...Buffer.from("4é€")], // a length past the end: Node truncates
+  [0, 3, 255, ...Buffer.from("4"), 0xed, 0xa0],
   [0, 1, 0, 255, ...Buffer.from("4hellohello")],
 ];
 for (const b of v3bin) {
