@@ -62,6 +62,7 @@ type recorder struct {
 	closedFlag atomic.Bool
 	closes     atomic.Int32
 	onMessage  func(r *recorder, m msg) // optional, called inside OnMessage
+	onClose    func(reason string)      // optional, called inside OnClose
 }
 
 func newRecorder(t testing.TB, s *Session) *recorder {
@@ -91,6 +92,9 @@ func (r *recorder) OnClose(reason string) {
 		r.t.Errorf("OnClose called twice")
 	}
 	r.closedFlag.Store(true)
+	if r.onClose != nil {
+		r.onClose(reason)
+	}
 	r.closed <- reason
 }
 

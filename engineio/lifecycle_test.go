@@ -158,6 +158,39 @@ func TestSlowClientPolling(t *testing.T) {
 	}
 }
 
+// TestSlowClientSendDoesNotCallOnClose: a send that overflows the queue
+// closes the session, but OnClose must not run inside Send: its caller may
+// hold locks that OnClose needs (a Socket.IO broadcast holds its adapter's,
+// and OnClose leaves the rooms).
+func TestSlowClientSendDoesNotCallOnClose(t *testing.T) {
+	var mu sync.Mutex // held by the sender, needed by OnClose
+	s := startServer(t, Options{MaxPayload: 1000, MaxQueuedBytes: 4096}, func(sess *Session, r *recorder) {
+		r.onClose = func(string) { mu.Lock(); mu.Unlock() }
+	})
+	s.handshake(t, 4, "") // and never polls
+	r := s.opened(t)
+	done := make(chan error, 1)
+	go func() {
+		mu.Lock()
+		defer mu.Unlock()
+		var err error
+		for i := 0; i < 1000 && err == nil; i++ {
+			if i%2 == 0 {
+				err = r.sess.Send(NewTextMessage(make([]byte, 100)))
+			} else {
+				err = r.sess.SendAll([]*Message{NewTextMessage(make([]byte, 100))})
+			}
+		}
+		done <- err
+	}()
+	if err := recv(t, done, "the sends (OnClose ran inside Send and waits for its caller)"); err == nil {
+		t.Fatal("no error")
+	}
+	if reason := r.reason(t); reason != ReasonSlowClient {
+		t.Fatalf("reason %q", reason)
+	}
+}
+
 func TestSlowClientWebsocket(t *testing.T) {
 	s := startServer(t, Options{MaxPayload: 32 << 10, MaxQueuedBytes: 64 << 10}, nil)
 	w, r, _ := s.openWS(t, 4)

@@ -64,7 +64,8 @@ func (s *Session) Transport() string {
 
 // Send sends m. It does not block: a websocket write that the kernel does
 // not take is buffered by the event loop, a polling message waits for the
-// next GET; past Options.MaxQueuedBytes the session is closed.
+// next GET; past Options.MaxQueuedBytes the session is closed. Send never
+// calls OnClose itself, so it may be called with locks that OnClose takes.
 func (s *Session) Send(m *Message) error { return s.send(outPacket{msg: m}) }
 
 // SendAll sends msgs back to back: no other message comes between them (a
@@ -86,8 +87,7 @@ func (s *Session) SendAll(msgs []*Message) error {
 	for _, m := range msgs {
 		if err := s.enqueueLocked(outPacket{msg: m}); err != nil {
 			s.mu.Unlock()
-			s.srv.stats.SlowClients.Add(1)
-			s.close(ReasonSlowClient, closeNormal)
+			s.closeFromSend()
 			return err
 		}
 	}
@@ -164,10 +164,29 @@ func (s *Session) notifyClose() {
 // websocket client (0: none, the connection is already gone). Packets
 // still queued for polling go out with the close packet on a parked GET.
 func (s *Session) close(reason string, wsCode int) {
+	if s.shut(reason, wsCode) {
+		s.notifyClose()
+	}
+}
+
+// closeFromSend closes the session whose queue a send overflowed. OnClose
+// runs on a goroutine of its own, as it does when the event loop finds a
+// websocket's buffer full: the sender may hold locks that OnClose needs (a
+// Socket.IO broadcast holds its adapter's, and OnClose leaves the rooms).
+func (s *Session) closeFromSend() {
+	if s.shut(ReasonSlowClient, closeNormal) {
+		s.srv.stats.SlowClients.Add(1)
+		go s.notifyClose()
+	}
+}
+
+// shut does close's work but for OnClose, and reports whether it did (the
+// session was open).
+func (s *Session) shut(reason string, wsCode int) bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.closed = true
 	s.reason = reason
@@ -199,7 +218,7 @@ func (s *Session) close(reason string, wsCode int) {
 		up.close(wsCode)
 	}
 	s.closeWanted.Store(true)
-	s.notifyClose()
+	return true
 }
 
 // send writes or queues one packet.
@@ -215,8 +234,7 @@ func (s *Session) send(it outPacket) error {
 	}
 	if err := s.enqueueLocked(it); err != nil {
 		s.mu.Unlock()
-		s.srv.stats.SlowClients.Add(1)
-		s.close(ReasonSlowClient, closeNormal)
+		s.closeFromSend()
 		return err
 	}
 	s.wakeLocked()
