@@ -5,8 +5,10 @@ import (
 	"time"
 )
 
-// Short heartbeats: tests wait for what they cause, never for a duration.
-var fastHeartbeat = Options{PingInterval: 20 * time.Millisecond, PingTimeout: 40 * time.Millisecond, AllowEIO3: true}
+// A short interval, so that pings come at once, and a timeout long enough
+// for a loaded machine to answer: tests wait for what the heartbeat causes,
+// never for a duration.
+var fastHeartbeat = Options{PingInterval: 10 * time.Millisecond, PingTimeout: 300 * time.Millisecond, AllowEIO3: true}
 
 func TestHeartbeatV4Websocket(t *testing.T) {
 	s := startServer(t, fastHeartbeat, nil)

@@ -148,25 +148,28 @@ func TestUpgradeOrder(t *testing.T) {
 }
 
 func TestUpgradeAborted(t *testing.T) {
-	s := startServer(t, Options{UpgradeTimeout: 50 * time.Millisecond}, nil)
 	for _, tt := range []struct {
-		name  string
-		abort func(t *testing.T, w *wsClient)
+		name    string
+		timeout time.Duration
+		abort   func(t *testing.T, w *wsClient)
 	}{
-		{"client closes", func(t *testing.T, w *wsClient) { w.c.Close() }},
-		{"message before 5", func(t *testing.T, w *wsClient) {
+		{"client closes", 0, func(t *testing.T, w *wsClient) { w.c.Close() }},
+		{"message before 5", 0, func(t *testing.T, w *wsClient) {
 			w.send(t, "4early")
 			w.readClose(t)
 		}},
-		{"timeout", func(t *testing.T, w *wsClient) { w.readClose(t) }},
+		{"timeout", time.Millisecond, func(t *testing.T, w *wsClient) { w.readClose(t) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			s := startServer(t, Options{UpgradeTimeout: tt.timeout}, nil)
 			c := s.handshake(t, 4, "")
 			r := s.opened(t)
 			w := s.dialWS(t, 4, c.sid)
-			w.send(t, "2probe")
-			if p := w.read(t); p.typ != PacketPong {
-				t.Fatalf("got %+v", p)
+			if tt.timeout == 0 { // else the probe may come too late
+				w.send(t, "2probe")
+				if p := w.read(t); p.typ != PacketPong {
+					t.Fatalf("got %+v", p)
+				}
 			}
 			tt.abort(t, w)
 			waitFor(t, "the upgrade's end", func() bool {
@@ -189,6 +192,9 @@ func TestUpgradeAborted(t *testing.T) {
 			}
 			if r.sess.Transport() != "polling" {
 				t.Fatal("upgraded")
+			}
+			if tt.timeout != 0 {
+				return // a later upgrade would time out too
 			}
 			// A later upgrade works.
 			w2 := s.dialWS(t, 4, c.sid)
@@ -249,21 +255,30 @@ func TestUpgradeRefused(t *testing.T) {
 // TestNoGoroutineLeakUpgrade: sessions that upgrade, or try to, leave no
 // goroutine behind.
 func TestNoGoroutineLeakUpgrade(t *testing.T) {
-	s := startServer(t, Options{UpgradeTimeout: 20 * time.Millisecond}, nil)
-	w, r, _ := s.openWS(t, 4) // warm up the event loop
-	w.c.Close()
-	r.reason(t)
-	s.tr.CloseIdleConnections()
+	long := startServer(t, Options{}, nil)
+	short := startServer(t, Options{UpgradeTimeout: time.Millisecond}, nil)
+	for _, s := range []*testServer{long, short} {
+		w, r, _ := s.openWS(t, 4) // warm up the event loop
+		w.c.Close()
+		r.reason(t)
+		s.tr.CloseIdleConnections()
+	}
 	base := runtime.NumGoroutine()
 	for i := range 30 {
+		s := long
+		if i%3 == 2 {
+			s = short
+		}
 		c := s.handshake(t, 4, "")
 		r := s.opened(t)
 		poll := c.getAsync(t)
 		parked(t, r.sess)
 		w := s.dialWS(t, 4, c.sid)
-		w.send(t, "2probe")
-		w.read(t)
-		recv(t, poll, "the parked GET")
+		if i%3 != 2 {
+			w.send(t, "2probe")
+			w.read(t)
+			recv(t, poll, "the parked GET")
+		}
 		switch i % 3 {
 		case 0:
 			w.send(t, "5")
@@ -279,9 +294,11 @@ func TestNoGoroutineLeakUpgrade(t *testing.T) {
 			w.readClose(t) // the upgrade times out
 			w.c.Close()
 			c.post(t, "1")
+			recv(t, poll, "the parked GET")
 		}
 		r.reason(t)
 	}
-	s.tr.CloseIdleConnections()
+	long.tr.CloseIdleConnections()
+	short.tr.CloseIdleConnections()
 	goroutinesSettle(t, base)
 }
