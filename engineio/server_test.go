@@ -359,3 +359,48 @@ func TestPollingBadPosts(t *testing.T) {
 		}
 	})
 }
+
+// TestPollingCloseBetweenPolls: a session closed while its client is
+// between two polls (no GET parked) still hands the client what was
+// queued, then the close packet in an answer of its own, as Node does:
+// a Socket.IO kick (DISCONNECT, then close) must reach the client.
+func TestPollingCloseBetweenPolls(t *testing.T) {
+	s := startServer(t, Options{AllowEIO3: true}, nil)
+	for _, eio := range []int{4, 3} {
+		t.Run(fmt.Sprintf("EIO%d", eio), func(t *testing.T) {
+			c := s.handshake(t, eio, "")
+			r := s.opened(t)
+			_ = r.sess.Send(NewTextMessage([]byte("bye")))
+			r.sess.Close()
+			if reason := r.reason(t); reason != ReasonForced {
+				t.Fatalf("reason %q", reason)
+			}
+			if got := types(c.get(t)); got != "4bye" {
+				t.Fatalf("GET: %s", got)
+			}
+			if got := types(c.get(t)); got != "1" {
+				t.Fatalf("GET: %s", got)
+			}
+			// Then the session is gone.
+			status, _, body := c.do(t, http.MethodGet, c.query(), "", "")
+			if status != 400 {
+				t.Fatalf("GET after the close packet: %d %s", status, body)
+			}
+			// Closed with nothing queued: the next GET gets the close
+			// packet rather than an error.
+			c = s.handshake(t, eio, "")
+			r = s.opened(t)
+			r.sess.Close()
+			if got := types(c.get(t)); got != "1" {
+				t.Fatalf("GET: %s", got)
+			}
+			// A POST meanwhile is refused.
+			c = s.handshake(t, eio, "")
+			r = s.opened(t)
+			r.sess.Close()
+			if status, _, _ := c.do(t, http.MethodPost, c.query(), "1:6", "text/plain"); status != 400 {
+				t.Fatalf("POST to a closed session: %d", status)
+			}
+		})
+	}
+}
