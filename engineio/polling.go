@@ -106,7 +106,7 @@ func (s *Session) servePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if final {
-		s.srv.unregister(s) // this was the last GET of a closed session
+		s.srv.forgetLastPoll(s) // this was the last GET of a closed session
 	}
 	writePayload(w, items, s.protocol, s.binaryPoll)
 }

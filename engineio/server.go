@@ -180,10 +180,11 @@ type Server struct {
 	loopOnce sync.Once
 	loop     *nbio.Engine
 	loopErr  error
-	keep    []string // canonical KeepHeaders
+	keep     []string // canonical KeepHeaders
 
 	mu       sync.RWMutex
 	sessions map[string]*Session
+	lastPoll map[string]*Session // closed while polling: waiting for a last GET
 
 	closing atomic.Bool
 	stats   Stats
@@ -200,7 +201,7 @@ type Stats struct {
 // NewServer returns a server; Close stops it.
 func NewServer(opts Options, h Handler) (*Server, error) {
 	opts.setDefaults()
-	s := &Server{opts: opts, handler: h, sessions: make(map[string]*Session)}
+	s := &Server{opts: opts, handler: h, sessions: make(map[string]*Session), lastPoll: make(map[string]*Session)}
 	for _, k := range opts.KeepHeaders {
 		s.keep = append(s.keep, http.CanonicalHeaderKey(k))
 	}
@@ -241,6 +242,9 @@ func (s *Server) Close(ctx context.Context) error {
 	for _, sess := range all {
 		sess.close(ReasonShutdown, closeGoingAway)
 	}
+	s.mu.Lock()
+	clear(s.lastPoll) // no last GET will be answered
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -279,16 +283,41 @@ func (s *Server) register(sess *Session) {
 	s.stats.Opened.Add(1)
 }
 
-func (s *Server) unregister(sess *Session) {
+// unregister forgets a closed session; with lastPoll, its id still reaches
+// it until forgetLastPoll, so that its client's next polls get its last
+// packets.
+func (s *Server) unregister(sess *Session, lastPoll bool) {
 	s.mu.Lock()
 	found := s.sessions[sess.id] == sess
 	if found {
 		delete(s.sessions, sess.id)
+		if lastPoll {
+			s.lastPoll[sess.id] = sess
+		}
 	}
 	s.mu.Unlock()
 	if found {
 		s.stats.Closed.Add(1)
 	}
+}
+
+func (s *Server) forgetLastPoll(sess *Session) {
+	s.mu.Lock()
+	if s.lastPoll[sess.id] == sess {
+		delete(s.lastPoll, sess.id)
+	}
+	s.mu.Unlock()
+}
+
+// pollTarget is the session a request with sid is for: an open one, or
+// one closed while polling whose client has yet to poll its last packets.
+func (s *Server) pollTarget(sid string) *Session {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if sess := s.sessions[sid]; sess != nil {
+		return sess
+	}
+	return s.lastPoll[sid]
 }
 
 // ServeHTTP serves the Engine.IO path: handshakes, polling requests and
@@ -333,7 +362,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if sid := q.Get("sid"); sid != "" {
-		sess := s.Session(sid)
+		sess := s.pollTarget(sid)
 		if sess == nil {
 			writeError(w, http.StatusBadRequest, CodeUnknownSID)
 			return

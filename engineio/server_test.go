@@ -177,6 +177,9 @@ func TestPollingV4(t *testing.T) {
 	if reason := r.reason(t); reason != ReasonTransportClose {
 		t.Fatalf("reason %q", reason)
 	}
+	if s.srv.Session(c.sid) != nil || s.srv.Count() != 0 {
+		t.Fatal("the session is still registered")
+	}
 }
 
 func TestPollingV3(t *testing.T) {
@@ -375,6 +378,10 @@ func TestPollingCloseBetweenPolls(t *testing.T) {
 			if reason := r.reason(t); reason != ReasonForced {
 				t.Fatalf("reason %q", reason)
 			}
+			// Closed is closed, even while it waits for the last GET.
+			if s.srv.Session(c.sid) != nil || s.srv.Count() != 0 {
+				t.Fatalf("Session %v, Count %d after Close", s.srv.Session(c.sid), s.srv.Count())
+			}
 			if got := types(c.get(t)); got != "4bye" {
 				t.Fatalf("GET: %s", got)
 			}
@@ -402,5 +409,15 @@ func TestPollingCloseBetweenPolls(t *testing.T) {
 				t.Fatalf("POST to a closed session: %d", status)
 			}
 		})
+	}
+	// Server.Close does not wait for such clients.
+	s.handshake(t, 4, "")
+	s.opened(t).sess.Close()
+	s.close()
+	if n := s.srv.Count(); n != 0 {
+		t.Fatalf("%d sessions after Close", n)
+	}
+	if opened, closed := s.srv.Stats().Opened.Load(), s.srv.Stats().Closed.Load(); opened != closed {
+		t.Fatalf("%d sessions opened, %d closed", opened, closed)
 	}
 }

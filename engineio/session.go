@@ -206,10 +206,9 @@ func (s *Session) shut(reason string, wsCode int) bool {
 	s.wakeLocked()
 	s.mu.Unlock()
 
+	s.srv.unregister(s, linger)
 	if linger {
-		time.AfterFunc(s.srv.opts.PingTimeout, func() { s.srv.unregister(s) })
-	} else {
-		s.srv.unregister(s)
+		time.AfterFunc(s.srv.opts.PingTimeout, func() { s.srv.forgetLastPoll(s) })
 	}
 	if ws != nil {
 		ws.close(wsCode)
