@@ -1,0 +1,161 @@
+package socketio
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/switchboard-rt/switchboard/engineio"
+)
+
+func TestConnectV5(t *testing.T) {
+	sockets := make(chan *Socket, 10)
+	s := startServer(t, engineio.Options{}, Options{}, func(srv *Server) {
+		srv.Of("/").OnConnection(func(s *Socket) { sockets <- s })
+		srv.Of("/admin").OnConnection(func(s *Socket) { sockets <- s })
+	})
+	c := s.dial(t, 4)
+	id := c.connect("/", "")
+	root := recv(t, sockets, "the / socket")
+	if root.ID() != id || root.Namespace().Name() != "/" || !root.Connected() || root.Protocol() != 4 {
+		t.Fatalf("socket %s in %s", root.ID(), root.Namespace().Name())
+	}
+	if root.Session().ID() != c.sid || len(root.Auth()) != 0 {
+		t.Fatalf("session %s, auth %v", root.Session().ID(), root.Auth())
+	}
+	adminID := c.connect("/admin", `{"token":"t","n":1}`)
+	admin := recv(t, sockets, "the /admin socket")
+	if admin.ID() != adminID || adminID == id || !reflect.DeepEqual(admin.Auth(), map[string]any{"token": "t", "n": 1.0}) {
+		t.Fatalf("socket %s, auth %v", admin.ID(), admin.Auth())
+	}
+	if s.srv.Of("/admin").Socket(adminID) != admin || s.srv.Of("/admin").Len() != 1 {
+		t.Fatal("the namespace does not know its socket")
+	}
+	// A second CONNECT for a joined namespace is a protocol error.
+	c.send("0/admin,")
+	c.closed()
+}
+
+func TestConnectV4(t *testing.T) {
+	sockets := make(chan *Socket, 10)
+	s := startServer(t, engineio.Options{}, Options{}, func(srv *Server) {
+		srv.Of("/").OnConnection(func(s *Socket) { sockets <- s })
+		srv.Of("/admin").OnConnection(func(s *Socket) { sockets <- s })
+	})
+	c := s.dial(t, 3)
+	// "/" is joined implicitly: the server says so at once.
+	c.expect("0")
+	root := recv(t, sockets, "the / socket")
+	if root.Protocol() != 3 || len(root.Auth()) != 0 {
+		t.Fatalf("protocol %d, auth %v", root.Protocol(), root.Auth())
+	}
+	// The auth of another namespace is its query.
+	c.send("0/admin?token=a%20b&x=1&x=2,")
+	c.expect("0/admin,")
+	admin := recv(t, sockets, "the /admin socket")
+	if !reflect.DeepEqual(admin.Auth(), map[string]any{"token": "a b", "x": "2"}) {
+		t.Fatalf("auth %v", admin.Auth())
+	}
+	// Events of both namespaces.
+	got := newEvents()
+	root.On("e", func(s *Socket, event string, args []any, ack AckFunc) { got.add("/ %v", args) })
+	admin.On("e", func(s *Socket, event string, args []any, ack AckFunc) { got.add("/admin %v", args) })
+	c.send(`2["e",1]`)
+	c.send(`2/admin,["e",2]`)
+	got.expect(t, "/ [1]", "/admin [2]")
+}
+
+func TestRefusedNamespace(t *testing.T) {
+	refuse := func(err error) Middleware { return func(s *Socket, next func(error)) { next(err) } }
+	s := startServer(t, engineio.Options{}, Options{}, func(srv *Server) {
+		srv.Of("/data").Use(refuse(&ConnectError{Message: "no", Data: map[string]any{"code": 7}}))
+		srv.Of("/nodata").Use(refuse(&ConnectError{Message: "no"}))
+		srv.Of("/plain").Use(refuse(errors.New("plain error")))
+	})
+	for _, tt := range []struct {
+		eio     int
+		nsp     string
+		want    string
+		comment string
+	}{
+		{4, "/nope", `4/nope,{"message":"Invalid namespace"}`, "no data key when there is no data"},
+		{4, "/data", `4/data,{"data":{"code":7},"message":"no"}`, ""},
+		{4, "/nodata", `4/nodata,{"message":"no"}`, ""},
+		{4, "/plain", `4/plain,{"message":"plain error"}`, ""},
+		// Node, for v2 clients: a middleware's error as its message.
+		{3, "/nodata", `4/nodata,"no"`, ""},
+		{3, "/plain", `4/plain,"plain error"`, ""},
+	} {
+		t.Run(fmt.Sprintf("EIO%d%s", tt.eio, tt.nsp), func(t *testing.T) {
+			c := s.dial(t, tt.eio)
+			if tt.eio == 3 {
+				c.expect("0")
+			}
+			c.send("0" + tt.nsp + ",")
+			got := c.read()
+			if !sameJSONPacket(got, tt.want) {
+				t.Fatalf("got %s, want %s", got, tt.want)
+			}
+			// The connection lives on: another namespace can be joined.
+			if tt.eio == 4 {
+				c.connect("/", "")
+			} else {
+				c.send(`2["still"]`)
+			}
+			if n := s.srv.namespace(tt.nsp); n != nil && n.Len() != 0 {
+				t.Fatal("a refused socket is in its namespace")
+			}
+		})
+	}
+}
+
+// sameJSONPacket compares two packets "<head><json>" whose JSON may order
+// its keys differently.
+func sameJSONPacket(got, want string) bool {
+	i, j := indexJSON(got), indexJSON(want)
+	if i < 0 || j < 0 || got[:i] != want[:j] {
+		return got == want
+	}
+	var a, b any
+	if json.Unmarshal([]byte(got[i:]), &a) != nil || json.Unmarshal([]byte(want[j:]), &b) != nil {
+		return false
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func indexJSON(s string) int {
+	for i, c := range s {
+		if c == '{' || c == '[' || c == '"' {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestMiddlewareAbandoned: the connection closes while a middleware is
+// pending; when it calls next, nothing happens.
+func TestMiddlewareAbandoned(t *testing.T) {
+	nexts := make(chan func(error), 1)
+	connected := make(chan *Socket, 1)
+	s := startServer(t, engineio.Options{}, Options{}, func(srv *Server) {
+		srv.Of("/slow").Use(func(s *Socket, next func(error)) { nexts <- next })
+		srv.Of("/slow").OnConnection(func(s *Socket) { connected <- s })
+	})
+	c := s.dial(t, 4)
+	c.send("0/slow,")
+	next := recv(t, nexts, "the middleware")
+	c.c.Close()
+	waitFor(t, "the session's end", func() bool { return s.srv.Engine().Count() == 0 })
+	next(nil)
+	next(nil) // twice: ignored
+	select {
+	case s := <-connected:
+		t.Fatalf("socket %s connected after its connection closed", s.ID())
+	default:
+	}
+	if s.srv.Of("/slow").Len() != 0 {
+		t.Fatal("a socket joined after its connection closed")
+	}
+}
