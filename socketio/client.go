@@ -158,8 +158,11 @@ func (c *client) connect(name string, auth map[string]any) {
 	var state atomic.Int32 // 0 running, 1 answered synchronously, 2 waiting
 	var syncErr error
 	n.run(s, func(err error) {
+		// Stored before the swap that publishes it: next may come from
+		// another goroutine before run returns, and connect reads syncErr
+		// as soon as it sees state 1.
+		syncErr = err
 		if state.CompareAndSwap(0, 1) {
-			syncErr = err
 			return
 		}
 		ran := c.sess.Serialize(func() {

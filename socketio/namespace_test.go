@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/switchboard-rt/switchboard/engineio"
@@ -134,6 +135,84 @@ func indexJSON(s string) int {
 	return -1
 }
 
+// TestMiddlewareOrder: events sent right after a CONNECT, while its
+// asynchronous middleware is pending, are handled after the connect, in
+// order; so are packets for other namespaces. Nothing overtakes a
+// namespace CONNECT.
+func TestMiddlewareOrder(t *testing.T) {
+	got := newEvents()
+	release := make(chan error)
+	entered := make(chan struct{}, 10)
+	handlers := func(s *Socket) {
+		s.OnEvent(func(s *Socket, event string, args []any, ack AckFunc) {
+			got.add("%s %s %v", s.Namespace().Name(), event, args)
+			if ack != nil {
+				ack(event)
+			}
+		})
+	}
+	s := startServer(t, engineio.Options{}, Options{}, func(srv *Server) {
+		srv.Of("/").OnConnection(handlers)
+		srv.Of("/sync").Use(func(s *Socket, next func(error)) { got.add("sync mw"); next(nil) })
+		srv.Of("/sync").Use(func(s *Socket, next func(error)) { got.add("sync mw 2"); next(nil) })
+		srv.Of("/sync").OnConnection(func(s *Socket) { got.add("connected /sync"); handlers(s) })
+		srv.Of("/async").Use(func(s *Socket, next func(error)) {
+			got.add("async mw")
+			entered <- struct{}{}
+			go func() { next(<-release) }()
+		})
+		srv.Of("/async").OnConnection(func(s *Socket) { got.add("connected /async"); handlers(s) })
+	})
+	for _, eio := range []int{4, 3} {
+		t.Run(fmt.Sprintf("EIO%d", eio), func(t *testing.T) {
+			c := s.dial(t, eio)
+			if eio == 4 {
+				c.connect("/", "")
+			} else {
+				c.expect("0")
+			}
+			// Synchronous middlewares: the events right behind the CONNECT.
+			c.send("0/sync,")
+			c.send(`2/sync,1["a"]`)
+			c.send(`2/sync,["b"]`)
+			got.expect(t, "sync mw", "sync mw 2", "connected /sync", "/sync a []", "/sync b []")
+			c.expectPrefix("0/sync,")
+			c.expect(`3/sync,1["a"]`)
+
+			// Asynchronous: everything waits for the connect.
+			c.send("0/async,")
+			recv(t, entered, "the middleware")
+			c.send(`2/async,2["c"]`)
+			c.send(`2["root"]`)
+			c.send(`2/sync,["d"]`)
+			c.send(`2/async,["e"]`)
+			got.expect(t, "async mw")
+			release <- nil
+			got.expect(t, "connected /async", "/async c []", "/ root []", "/sync d []", "/async e []")
+			c.expectPrefix("0/async,")
+			c.expect(`3/async,2["c"]`)
+
+			// A refused asynchronous connect: the events queued behind it
+			// are handled (those of the refused namespace close the
+			// connection, as any packet for a namespace not joined).
+			c.send("1/async,")
+			c.send("0/async,")
+			recv(t, entered, "the middleware")
+			c.send(`2["after refusal"]`)
+			got.expect(t, "async mw")
+			release <- &ConnectError{Message: "later"}
+			got.expect(t, "/ after refusal []")
+			want := `4/async,{"message":"later"}`
+			if eio == 3 {
+				want = `4/async,"later"`
+			}
+			if m := c.read(); !sameJSONPacket(m, want) {
+				t.Fatalf("got %s, want %s", m, want)
+			}
+		})
+	}
+}
+
 // TestMiddlewareAbandoned: the connection closes while a middleware is
 // pending; when it calls next, nothing happens.
 func TestMiddlewareAbandoned(t *testing.T) {
@@ -157,5 +236,26 @@ func TestMiddlewareAbandoned(t *testing.T) {
 	}
 	if s.srv.Of("/slow").Len() != 0 {
 		t.Fatal("a socket joined after its connection closed")
+	}
+}
+
+// TestMiddlewareRefusesFromAnotherGoroutine: a middleware that calls next
+// from another goroutine at once, racing the connect's own bookkeeping,
+// must still refuse every connection.
+func TestMiddlewareRefusesFromAnotherGoroutine(t *testing.T) {
+	s := startServer(t, engineio.Options{}, Options{}, func(srv *Server) {
+		srv.Of("/fast").Use(func(s *Socket, next func(error)) {
+			go next(&ConnectError{Message: "no"})
+			for range 3 {
+				runtime.Gosched() // let it run before the middleware returns
+			}
+		})
+	})
+	c := s.dial(t, 4)
+	for range 200 {
+		c.send("0/fast,")
+		if got := c.read(); got != `4/fast,{"message":"no"}` {
+			t.Fatalf("got %s", got)
+		}
 	}
 }

@@ -293,3 +293,45 @@ func TestProtocolErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestNothingBeforeConnect: packets sent to a socket before its CONNECT
+// answer (from its middleware, or broadcast to a room it joined there)
+// are written after the answer, in order.
+func TestNothingBeforeConnect(t *testing.T) {
+	type pendingConnect struct {
+		s    *Socket
+		next func(error)
+	}
+	pending := make(chan pendingConnect, 1)
+	s := startServer(t, engineio.Options{}, Options{}, func(srv *Server) {
+		n := srv.Of("/room")
+		n.Use(func(s *Socket, next func(error)) {
+			s.Join("r")
+			_ = s.Emit("from middleware", 1)
+			pending <- pendingConnect{s, next}
+		})
+		n.OnConnection(func(s *Socket) { _ = s.Emit("from OnConnection") })
+	})
+	for _, eio := range []int{4, 3} {
+		c := s.dial(t, eio)
+		if eio == 3 {
+			c.expect("0")
+		}
+		c.send("0/room,")
+		p := recv(t, pending, "the middleware")
+		if err := s.srv.Of("/room").To("r").Emit("broadcast", 2); err != nil {
+			t.Fatal(err)
+		}
+		_ = p.s.Emit("direct", 3)
+		go p.next(nil)
+		if eio == 3 {
+			c.expect("0/room,")
+		} else {
+			c.expectPrefix(`0/room,{"sid":"` + p.s.ID())
+		}
+		c.expect(`2/room,["from middleware",1]`)
+		c.expect(`2/room,["broadcast",2]`)
+		c.expect(`2/room,["direct",3]`)
+		c.expect(`2/room,["from OnConnection"]`)
+	}
+}
