@@ -43,7 +43,11 @@ func newClient(s *Server, sess *engineio.Session) *client {
 	c := &client{srv: s, sess: sess}
 	c.dec.maxAttachments = s.opts.MaxAttachments
 	c.dec.maxBytes = s.maxPayload
+	// Under mu, which connectTimeout takes: the timer may fire before
+	// AfterFunc returns.
+	c.mu.Lock()
 	c.timer = time.AfterFunc(s.opts.ConnectTimeout, c.connectTimeout)
+	c.mu.Unlock()
 	return c
 }
 

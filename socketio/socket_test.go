@@ -335,3 +335,64 @@ func TestNothingBeforeConnect(t *testing.T) {
 		c.expect(`2/room,["from OnConnection"]`)
 	}
 }
+
+func TestConnectTimeout(t *testing.T) {
+	eopts := engineio.Options{}
+	start := func(t *testing.T, opts Options) (*testServer, chan *Socket) {
+		sockets := make(chan *Socket, 2)
+		s := startServer(t, eopts, opts, func(srv *Server) {
+			srv.Of("/").OnConnection(func(s *Socket) { sockets <- s })
+			srv.Of("/admin")
+		})
+		return s, sockets
+	}
+	t.Run("v5 client joins nothing", func(t *testing.T) {
+		s, _ := start(t, Options{ConnectTimeout: 20 * time.Millisecond})
+		c := s.dial(t, 4)
+		c.closed()
+	})
+	t.Run("v5 client joins in time", func(t *testing.T) {
+		s, sockets := start(t, Options{ConnectTimeout: time.Hour})
+		c := s.dial(t, 4)
+		c.connect("/", "")
+		if timerSet(recv(t, sockets, "the socket")) {
+			t.Fatal("the connect timer still runs after a connect")
+		}
+	})
+	t.Run("v3 client: / counts", func(t *testing.T) {
+		s, sockets := start(t, Options{ConnectTimeout: time.Hour})
+		c := s.dial(t, 3)
+		c.expect("0")
+		if timerSet(recv(t, sockets, "the socket")) {
+			t.Fatal("the connect timer still runs after the implicit /")
+		}
+	})
+	t.Run("v3 client: RootIsNotAConnect", func(t *testing.T) {
+		s, _ := start(t, Options{ConnectTimeout: 20 * time.Millisecond, RootIsNotAConnect: true})
+		c := s.dial(t, 3)
+		c.expect("0")
+		c.closed()
+	})
+	t.Run("v3 client: RootIsNotAConnect, joins in time", func(t *testing.T) {
+		s, sockets := start(t, Options{ConnectTimeout: time.Hour, RootIsNotAConnect: true})
+		c := s.dial(t, 3)
+		c.expect("0")
+		root := recv(t, sockets, "the socket")
+		if !timerSet(root) {
+			t.Fatal("the connect timer stopped at the implicit /")
+		}
+		c.send("0/admin,")
+		c.expect("0/admin,")
+		if timerSet(root) {
+			t.Fatal("the connect timer still runs after /admin")
+		}
+	})
+}
+
+// timerSet reports whether the connect timer of the socket's connection
+// runs.
+func timerSet(s *Socket) bool {
+	s.client.mu.Lock()
+	defer s.client.mu.Unlock()
+	return s.client.timer != nil
+}
