@@ -11,7 +11,8 @@ import (
 // broker (package socketio/redis) across processes. One Adapter serves one
 // namespace. Methods may be called from any goroutine.
 type Adapter interface {
-	// AddAll adds a local socket to rooms.
+	// AddAll adds a local socket to rooms; a closed socket joins none (it
+	// already left them all).
 	AddAll(s *Socket, rooms []string)
 	// Del removes a local socket from a room.
 	Del(s *Socket, room string)

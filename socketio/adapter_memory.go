@@ -110,6 +110,12 @@ func (r *roomSet) has(s *Socket) bool {
 func (a *MemoryAdapter) AddAll(s *Socket, rooms []string) {
 	var created []string
 	a.mu.Lock()
+	if s.closed() {
+		// It left every room when it closed (after marking itself closed,
+		// then under this lock): it would stay in these for good.
+		a.mu.Unlock()
+		return
+	}
 	for _, room := range rooms {
 		if room == s.id {
 			continue

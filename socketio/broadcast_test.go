@@ -165,6 +165,20 @@ func TestRooms(t *testing.T) {
 	})
 }
 
+// TestJoinAfterDisconnect: a socket that disconnected cannot join a room
+// (a handler that joins after an asynchronous lookup, too late): it would
+// stay in the room forever.
+func TestJoinAfterDisconnect(t *testing.T) {
+	s, cs, ss := roomsFixture(t, 1)
+	cs[0].c.Close()
+	waitFor(t, "the disconnect", func() bool { return !ss[0].Connected() })
+	ss[0].Join("late")
+	a := s.srv.Of("/").Adapter().(*MemoryAdapter)
+	if a.HasRoom("late") || len(ss[0].Rooms()) != 1 {
+		t.Fatalf("rooms %v, adapter %v", ss[0].Rooms(), a.Rooms())
+	}
+}
+
 func TestBroadcastEmitWithAck(t *testing.T) {
 	s, cs, ss := roomsFixture(t, 3)
 	nsp := s.srv.Of("/")

@@ -108,6 +108,13 @@ func (s *Socket) Connected() bool {
 	return s.state == socketConnected
 }
 
+// closed reports whether the socket is closed (disconnected or refused).
+func (s *Socket) closed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == socketClosed
+}
+
 // OnEvent sets the handler of every event (called before a handler set
 // with On for the same event). Call it from OnConnection or an event
 // handler.
@@ -130,7 +137,7 @@ func (s *Socket) OnDisconnect(fn func(reason string)) {
 	s.mu.Unlock()
 }
 
-// Join adds the socket to rooms.
+// Join adds the socket to rooms; a closed socket joins none.
 func (s *Socket) Join(rooms ...string) { s.nsp.adapter.AddAll(s, rooms) }
 
 // Leave removes the socket from a room.
