@@ -173,7 +173,9 @@ func (d *decoder) decodeString(b []byte) (*Packet, int, error) {
 			return nil, 0, errTooDeep
 		}
 		var v any
-		if err := json.Unmarshal(rest, &v); err != nil {
+		// null is no packet's payload: Node refuses it, where Data would
+		// take it for an absent one.
+		if err := json.Unmarshal(rest, &v); err != nil || v == nil {
 			return nil, 0, errPayload
 		}
 		p.Data = v

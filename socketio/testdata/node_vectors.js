@@ -15,8 +15,8 @@ const bin = (hex) => ({ bin: hex });
 const deep = (n) => "[".repeat(n) + "]".repeat(n);
 
 const inputs = [
-  ["0"], ["0/admin,"], ["0/admin"], ['0{"token":1}'], ['0/admin,{"a":1}'], ["0[]"], ['0"x"'], ["0/admin?token=1,"],
-  ["1"], ["1/admin,"], ["1{}"],
+  ["0"], ["0/admin,"], ["0/admin"], ['0{"token":1}'], ['0/admin,{"a":1}'], ["0null"], ["0[]"], ['0"x"'], ["0/admin?token=1,"],
+  ["1"], ["1/admin,"], ["1{}"], ["1null"],
   ['2["a"]'], ['2["a",1,{"b":[1,2]},null,true]'], ['2/admin,["a"]'], ['21["a"]'], ['2/admin,12["a"]'], ["2[]"], ["2[1]"],
   ["2[1.5]"], ["2[null]"], ['2["connect"]'], ['2["connect_error"]'], ['2["disconnect"]'], ['2["disconnecting"]'],
   ['2["newListener"]'], ['2["removeListener"]'], ['2["error"]'], ["2{}"], ['2"a"'], ["2"], ["2["], ['2["a"]x'], ['2["a"] '],
