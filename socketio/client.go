@@ -155,7 +155,9 @@ func (c *client) socket(nsp string) *Socket {
 func (c *client) connect(name string, auth map[string]any) {
 	n := c.srv.namespace(name)
 	if n == nil {
-		c.refuse(name, &ConnectError{Message: "Invalid namespace"})
+		// The same shape for every protocol, as Node sends it.
+		_ = c.writePacket(&Packet{Type: PacketConnectError, Nsp: name, ID: NoID,
+			Data: map[string]any{"message": "Invalid namespace"}})
 		return
 	}
 	s := newSocket(n, c, auth)
@@ -222,7 +224,7 @@ func (c *client) connected(s *Socket, err error) {
 	s.nsp.connected(s)
 }
 
-// refuse sends CONNECT_ERROR for namespace name.
+// refuse sends CONNECT_ERROR for namespace name, refused by a middleware.
 func (c *client) refuse(name string, err error) {
 	var ce *ConnectError
 	if !errors.As(err, &ce) {
@@ -318,7 +320,8 @@ func encodeMessages(p *Packet) ([]*engineio.Message, error) {
 }
 
 // ConnectError refuses a namespace connect; the client's connect_error
-// gets Message and, with protocol v5, Data.
+// gets Message and, with protocol v5, Data. A v4 client (socket.io-client
+// v2) gets Data, or Message when Data is nil, as Node sends them.
 type ConnectError struct {
 	Message string
 	Data    any

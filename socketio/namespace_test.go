@@ -85,7 +85,10 @@ func TestRefusedNamespace(t *testing.T) {
 		{4, "/data", `4/data,{"data":{"code":7},"message":"no"}`, ""},
 		{4, "/nodata", `4/nodata,{"message":"no"}`, ""},
 		{4, "/plain", `4/plain,{"message":"plain error"}`, ""},
-		// Node, for v2 clients: a middleware's error as its message.
+		// Node, for v2 clients: the invalid namespace as an object, a
+		// middleware's error as its data, or else its message.
+		{3, "/nope", `4/nope,{"message":"Invalid namespace"}`, ""},
+		{3, "/data", `4/data,{"code":7}`, ""},
 		{3, "/nodata", `4/nodata,"no"`, ""},
 		{3, "/plain", `4/plain,"plain error"`, ""},
 	} {
