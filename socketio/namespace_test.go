@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -260,5 +261,37 @@ func TestMiddlewareRefusesFromAnotherGoroutine(t *testing.T) {
 		if got := c.read(); got != `4/fast,{"message":"no"}` {
 			t.Fatalf("got %s", got)
 		}
+	}
+}
+
+// TestDisconnectWhileConnecting: a socket whose middleware is still
+// running is in the rooms it joined there, so a broadcast's
+// DisconnectSockets can reach it. As in Node, disconnecting a socket that
+// is not connected yet does nothing: it connects when its middleware says
+// so, and leaves the namespace when it goes.
+func TestDisconnectWhileConnecting(t *testing.T) {
+	nexts := make(chan func(error), 1)
+	s := startServer(t, engineio.Options{}, Options{}, func(srv *Server) {
+		srv.Of("/mw").Use(func(s *Socket, next func(error)) {
+			s.Join("lobby")
+			nexts <- next
+		})
+	})
+	nsp := s.srv.Of("/mw")
+	c := s.dial(t, 4)
+	c.send("0/mw,")
+	next := recv(t, nexts, "the middleware")
+	if err := nsp.To("lobby").DisconnectSockets(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	go next(nil)
+	c.expectPrefix(`0/mw,{"sid":`)
+	if nsp.Len() != 1 {
+		t.Fatalf("%d sockets", nsp.Len())
+	}
+	c.c.Close()
+	waitFor(t, "the socket to leave", func() bool { return nsp.Len() == 0 })
+	if nsp.Adapter().(*MemoryAdapter).HasRoom("lobby") {
+		t.Fatal("the room outlives its only socket")
 	}
 }

@@ -215,8 +215,15 @@ func (s *Socket) takeAck(id int64) *pendingAck {
 
 // Disconnect disconnects the socket: the client gets a DISCONNECT packet
 // ("io server disconnect", and does not reconnect). With close, every
-// socket of the connection is disconnected and the connection closed.
+// socket of the connection is disconnected and the connection closed. As
+// in Node, it does nothing to a socket not connected (yet): one whose
+// middlewares still run connects or not as they say.
 func (s *Socket) Disconnect(close bool) {
+	if !s.Connected() {
+		// Closing a pending socket here would leave it to connect later,
+		// closed, into its namespace for good.
+		return
+	}
 	if close {
 		s.client.disconnectAll()
 		return
