@@ -62,13 +62,7 @@ func (c *client) connectTimeout() {
 
 // OnMessage is the strand's entry: one Engine.IO message.
 func (c *client) OnMessage(data []byte, binary bool) {
-	defer func() {
-		if p := recover(); p != nil {
-			c.srv.opts.Logger.Error("socketio: panic while handling a packet",
-				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			c.sess.Close()
-		}
-	}()
+	defer c.recoverPanic()
 	if c.paused {
 		c.pending += len(data)
 		if c.pending > c.srv.maxPayload {
@@ -79,6 +73,16 @@ func (c *client) OnMessage(data []byte, binary bool) {
 		return
 	}
 	c.handle(data, binary)
+}
+
+// recoverPanic, deferred by whatever runs handlers on the strand, closes
+// the connection of a handler that panicked, rather than the process.
+func (c *client) recoverPanic() {
+	if p := recover(); p != nil {
+		c.srv.opts.Logger.Error("socketio: panic while handling a packet",
+			"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		c.sess.Close()
+	}
 }
 
 func (c *client) handle(data []byte, binary bool) {
@@ -172,6 +176,7 @@ func (c *client) connect(name string, auth map[string]any) {
 			return
 		}
 		ran := c.sess.Serialize(func() {
+			defer c.recoverPanic() // on the middleware's goroutine
 			c.connected(s, err)
 			c.resume()
 		})

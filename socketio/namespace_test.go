@@ -295,3 +295,23 @@ func TestDisconnectWhileConnecting(t *testing.T) {
 		t.Fatal("the room outlives its only socket")
 	}
 }
+
+// TestPanicAfterAsyncMiddleware: a handler that panics closes its
+// connection, whether its namespace's middleware answered at once (the
+// connect runs inside the packet's handling) or later (it runs from the
+// middleware's goroutine): never the process.
+func TestPanicAfterAsyncMiddleware(t *testing.T) {
+	s := startServer(t, engineio.Options{}, Options{}, func(srv *Server) {
+		srv.Of("/later").Use(func(s *Socket, next func(error)) { go next(nil) })
+		srv.Of("/later").OnConnection(func(s *Socket) { panic("bug in OnConnection") })
+		srv.Of("/now").OnConnection(func(s *Socket) { panic("bug in OnConnection") })
+	})
+	for _, nsp := range []string{"/now", "/later"} {
+		c := s.dial(t, 4)
+		c.send("0" + nsp + ",")
+		c.closed()
+	}
+	// The server still serves.
+	c := s.dial(t, 4)
+	c.connect("/", "")
+}
