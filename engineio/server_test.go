@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 func TestHandshakePolling(t *testing.T) {
@@ -420,4 +422,59 @@ func TestPollingCloseBetweenPolls(t *testing.T) {
 	if opened, closed := s.srv.Stats().Opened.Load(), s.srv.Stats().Closed.Load(); opened != closed {
 		t.Fatalf("%d sessions opened, %d closed", opened, closed)
 	}
+}
+
+func TestCORSAndHeaders(t *testing.T) {
+	s := startServer(t, Options{
+		AllowOrigin: func(origin string) bool { return origin == "https://app.example" },
+		KeepHeaders: []string{"user-agent", "X-Token"},
+	}, nil)
+	do := func(method, url, origin string, extra http.Header) *http.Response {
+		req, _ := http.NewRequest(method, url, nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		for k, v := range extra {
+			req.Header[k] = v
+		}
+		resp, err := s.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	handshake := s.url + "?EIO=4&transport=polling"
+	resp := do("GET", handshake, "https://app.example", http.Header{"X-Token": {"t"}, "X-Other": {"o"}})
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
+		resp.Header.Get("Access-Control-Allow-Credentials") != "true" || resp.Header.Get("Vary") != "Origin" {
+		t.Fatalf("allowed origin: %d %v", resp.StatusCode, resp.Header)
+	}
+	r := s.opened(t)
+	h := r.sess.Request().Header
+	if h.Get("X-Token") != "t" || h.Get("X-Other") != "" || h.Get("User-Agent") == "" {
+		t.Fatalf("kept headers %v", h)
+	}
+	resp = do("GET", handshake, "https://evil.example", nil)
+	if resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("refused origin: %v", resp.Header)
+	}
+	s.opened(t)
+	resp = do("OPTIONS", handshake, "https://app.example", http.Header{"Access-Control-Request-Method": {"POST"}})
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Methods") == "" {
+		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	// HEAD answers without opening a session.
+	before := s.srv.Count()
+	if resp := do("HEAD", handshake, "", nil); resp.StatusCode != 200 || s.srv.Count() != before {
+		t.Fatalf("HEAD: %d, %d sessions", resp.StatusCode, s.srv.Count())
+	}
+	// An allowed origin may open a websocket from another host.
+	u := "ws" + strings.TrimPrefix(s.url, "http") + "?EIO=4&transport=websocket"
+	c, _, err := websocket.DefaultDialer.Dial(u, http.Header{"Origin": {"https://app.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 }

@@ -299,3 +299,35 @@ func TestSlowClientBroadcast(t *testing.T) {
 		t.Fatalf("reason %q", reason)
 	}
 }
+
+func TestFetchSocketsInfo(t *testing.T) {
+	sockets := make(chan *Socket, 1)
+	s := startServer(t, engineio.Options{}, Options{}, func(srv *Server) {
+		srv.Of("/").OnConnection(func(s *Socket) { sockets <- s })
+	})
+	c := s.dial(t, 4)
+	c.connect("/", `{"token":"secret"}`)
+	sock := recv(t, sockets, "the socket")
+	sock.Join("r")
+	sock.SetData(map[string]any{"user": "u1"})
+	infos, err := s.srv.Of("/").FetchSockets(context.Background())
+	if err != nil || len(infos) != 1 {
+		t.Fatalf("%v %v", infos, err)
+	}
+	in := infos[0]
+	h := in.Handshake
+	if in.ID != sock.ID() || !slices.Equal(in.Rooms, []string{sock.ID(), "r"}) || fmt.Sprint(in.Data) != "map[user:u1]" {
+		t.Fatalf("info %+v", in)
+	}
+	if h.Address != "127.0.0.1" || h.Query["EIO"] != "4" || h.Query["transport"] != "websocket" ||
+		!strings.HasPrefix(h.URL, "/socket.io/?EIO=4") || h.Auth["token"] != "secret" || h.Headers["user-agent"] == "" || h.Secure || h.XDomain {
+		t.Fatalf("handshake %+v", h)
+	}
+	sock.Session().Serialize(sock.ForgetAuth) // on the strand, where ForgetAuth belongs
+	if infos, _ := s.srv.Of("/").FetchSockets(context.Background()); len(infos[0].Handshake.Auth) != 0 {
+		t.Fatalf("auth kept: %v", infos[0].Handshake.Auth)
+	}
+	if res, err := s.srv.Of("/").ServerSideEmitWithAck(context.Background(), "x"); err != nil || len(res) != 0 {
+		t.Fatalf("%v %v", res, err)
+	}
+}
