@@ -469,10 +469,17 @@ func (s *Server) requestInfo(r *http.Request) Request {
 	}
 	if s.keep == nil {
 		info.Header = r.Header.Clone()
+		if r.Host != "" {
+			info.Header.Set("Host", r.Host) // net/http moves it out of Header
+		}
 		return info
 	}
 	for _, k := range s.keep {
-		if v := r.Header[k]; len(v) > 0 {
+		v := r.Header[k]
+		if k == "Host" && r.Host != "" {
+			v = []string{r.Host}
+		}
+		if len(v) > 0 {
 			if info.Header == nil {
 				info.Header = make(http.Header, len(s.keep))
 			}

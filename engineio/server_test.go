@@ -427,7 +427,7 @@ func TestPollingCloseBetweenPolls(t *testing.T) {
 func TestCORSAndHeaders(t *testing.T) {
 	s := startServer(t, Options{
 		AllowOrigin: func(origin string) bool { return origin == "https://app.example" },
-		KeepHeaders: []string{"user-agent", "X-Token"},
+		KeepHeaders: []string{"user-agent", "X-Token", "host"},
 	}, nil)
 	do := func(method, url, origin string, extra http.Header) *http.Response {
 		req, _ := http.NewRequest(method, url, nil)
@@ -453,7 +453,7 @@ func TestCORSAndHeaders(t *testing.T) {
 	}
 	r := s.opened(t)
 	h := r.sess.Request().Header
-	if h.Get("X-Token") != "t" || h.Get("X-Other") != "" || h.Get("User-Agent") == "" {
+	if h.Get("X-Token") != "t" || h.Get("X-Other") != "" || h.Get("User-Agent") == "" || h.Get("Host") != s.ts.Listener.Addr().String() {
 		t.Fatalf("kept headers %v", h)
 	}
 	resp = do("GET", handshake, "https://evil.example", nil)

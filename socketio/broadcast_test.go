@@ -320,7 +320,7 @@ func TestFetchSocketsInfo(t *testing.T) {
 		t.Fatalf("info %+v", in)
 	}
 	if h.Address != "127.0.0.1" || h.Query["EIO"] != "4" || h.Query["transport"] != "websocket" ||
-		!strings.HasPrefix(h.URL, "/socket.io/?EIO=4") || h.Auth["token"] != "secret" || h.Headers["user-agent"] == "" || h.Secure || h.XDomain {
+		!strings.HasPrefix(h.URL, "/socket.io/?EIO=4") || h.Auth["token"] != "secret" || h.Headers["host"] == "" || h.Secure || h.XDomain {
 		t.Fatalf("handshake %+v", h)
 	}
 	sock.Session().Serialize(sock.ForgetAuth) // on the strand, where ForgetAuth belongs
