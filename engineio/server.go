@@ -26,6 +26,12 @@
 //     order, whichever transport carried them, and OnClose is called once,
 //     never during OnMessage and never before it returns. Code that must
 //     run in that order from another goroutine uses Session.Serialize.
+//     Send never calls OnClose: a session a send overflows is notified from
+//     a goroutine of its own, since senders may hold locks OnClose takes.
+//
+// Server.mu guards the session maps: the open sessions, and the polling
+// sessions closed while their client had yet to poll their last packets,
+// kept until it has (PingTimeout at most).
 //
 // Writes go straight to the connection from the goroutine that sends (the
 // event loop buffers what the kernel does not take, up to

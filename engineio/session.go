@@ -162,7 +162,8 @@ func (s *Session) notifyClose() {
 
 // close ends the session for reason. wsCode is the close code sent to a
 // websocket client (0: none, the connection is already gone). Packets
-// still queued for polling go out with the close packet on a parked GET.
+// still queued for polling go out on the client's next GET, then the close
+// packet (see servePoll).
 func (s *Session) close(reason string, wsCode int) {
 	if s.shut(reason, wsCode) {
 		s.notifyClose()
