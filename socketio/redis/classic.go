@@ -210,8 +210,8 @@ type Classic struct {
 	// (nothing can be ahead of it), which spares a goroutine wake-up per
 	// message.
 	queued atomic.Int64
-	wake       chan struct{} // → subscriber (capacity 1)
-	wg         sync.WaitGroup
+	wake   chan struct{} // → subscriber (capacity 1)
+	wg     sync.WaitGroup
 
 	mu        sync.Mutex
 	byName    map[string]*adapter
