@@ -287,6 +287,11 @@ func (s *Server) register(sess *Session) {
 	s.sessions[sess.id] = sess
 	s.mu.Unlock()
 	s.stats.Opened.Add(1)
+	if s.closing.Load() {
+		// A handshake that passed the closing check as Close listed the
+		// sessions: Close did not see this one.
+		sess.close(ReasonShutdown, closeGoingAway)
+	}
 }
 
 // unregister forgets a closed session; with lastPoll, its id still reaches

@@ -103,14 +103,23 @@ func (s *Session) Close() { s.close(ReasonForced, closeNormal) }
 // being handled (if any) and before the next, and not after OnClose. It
 // reports whether fn ran (not if the session is closing).
 func (s *Session) Serialize(fn func()) bool {
-	s.readMu.Lock()
 	ran := !s.closeWanted.Load()
-	if ran {
-		fn()
-	}
-	s.readMu.Unlock()
+	s.withReadLock(func() {
+		if ran = !s.closeWanted.Load(); ran {
+			fn()
+		}
+	})
 	s.notifyClose()
 	return ran
+}
+
+// withReadLock runs fn holding readMu, which is released even if fn
+// panics (the panic goes on): a Receiver's panic must not leave the
+// session's strand locked for ever.
+func (s *Session) withReadLock(fn func()) {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	fn()
 }
 
 // open asks the handler for the session's receiver and starts the
@@ -133,11 +142,11 @@ func (s *Session) open() {
 
 // deliver hands one message to the receiver.
 func (s *Session) deliver(data []byte, binary bool) {
-	s.readMu.Lock()
-	if !s.closeWanted.Load() {
-		s.recv.OnMessage(data, binary)
-	}
-	s.readMu.Unlock()
+	s.withReadLock(func() {
+		if !s.closeWanted.Load() {
+			s.recv.OnMessage(data, binary)
+		}
+	})
 	s.notifyClose()
 }
 

@@ -31,6 +31,12 @@
 //   - the adapter's lock: rooms and every socket's room list.
 //   - Namespace.mu: the namespace's sockets, middlewares and handlers.
 //
+// Event handlers and middlewares run on the strand, and a websocket's
+// strand is an event-loop goroutine that reads many connections: a handler
+// must not block (one that waits for its own client's acknowledgement
+// would wait for a packet its own wait keeps from being read); long work
+// belongs on a goroutine of its own.
+//
 // Locks are taken in this order only: adapter, namespace, socket, client.
 // No goroutine is started per connection or per socket; timers
 // (connect timeout, acknowledgement timeouts) are time.AfterFunc.

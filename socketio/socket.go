@@ -37,7 +37,7 @@ type Socket struct {
 	id     string
 	nsp    *Namespace
 	client *client
-	auth   map[string]any
+	auth   map[string]any // guarded by mu
 	issued time.Time
 
 	// Owned by the strand: set from OnConnection or event handlers.
@@ -80,11 +80,19 @@ func (s *Socket) Protocol() int { return s.client.sess.Protocol() }
 
 // Auth is the auth payload of the CONNECT packet (for protocol v4, the
 // namespace's query).
-func (s *Socket) Auth() map[string]any { return s.auth }
+func (s *Socket) Auth() map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.auth
+}
 
 // ForgetAuth drops the auth payload, so that a credential it carried is
 // neither kept in memory nor shown by FetchSockets.
-func (s *Socket) ForgetAuth() { s.auth = nil }
+func (s *Socket) ForgetAuth() {
+	s.mu.Lock()
+	s.auth = nil
+	s.mu.Unlock()
+}
 
 // Data is the application's data attached to the socket.
 func (s *Socket) Data() any {
@@ -371,8 +379,16 @@ func (s *Socket) abandon() {
 	s.mu.Lock()
 	s.state = socketClosed
 	s.early = nil
+	acks := s.acks
+	s.acks = nil
 	s.mu.Unlock()
 	s.nsp.adapter.DelAll(s)
+	for _, pa := range acks {
+		if pa.timer != nil {
+			pa.timer.Stop()
+		}
+		pa.fn(nil, ErrDisconnected)
+	}
 }
 
 // Handshake describes how the socket connected, as Node's
@@ -387,7 +403,7 @@ func (s *Socket) Handshake() Handshake {
 		Issued:  s.issued.UnixMilli(),
 		URL:     req.Path,
 		Query:   map[string]string{},
-		Auth:    maps.Clone(s.auth),
+		Auth:    maps.Clone(s.Auth()),
 	}
 	if req.RawQuery != "" {
 		h.URL += "?" + req.RawQuery
