@@ -112,7 +112,7 @@ describe('development-mode process (no JWT_SECRET, no API_KEY, NODE_ID set)', ()
     }
   });
 
-  it('HEAD answers wherever GET does, with GET's status and headers and no body', async () => {
+  it('HEAD answers wherever GET does, with the status and headers of GET and no body', async () => {
     const u = ctx.sb.url;
     for (const path of ['/', '/healthz', '/readyz', '/metrics', '/api/whoami', '/static/app.js',
       '/socket.io/?EIO=4&transport=polling']) {
