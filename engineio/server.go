@@ -38,6 +38,12 @@
 // Options.MaxQueuedBytes per connection); a broadcast encodes its frame once
 // (Message). The heartbeat of each session is one time.AfterFunc timer,
 // re-armed, never a goroutine of its own.
+//
+// A request that names a session this server does not hold goes to
+// Options.ForeignSession, if set, on the request's goroutine and before
+// the server has written anything: that is the seam through which a
+// cluster relays it to the process that holds the session. The server
+// keeps no state for such a request.
 package engineio
 
 import (
@@ -103,8 +109,16 @@ type Options struct {
 	// nil keeps all of them. Keeping few saves memory per connection.
 	KeepHeaders []string
 	// NewID returns a new session id; nil is 20 random URL-safe base64
-	// characters (15 random bytes).
+	// characters (15 random bytes). Ids must be unique and unguessable.
 	NewID func() string
+	// ForeignSession is offered every request that names a session
+	// (sid) this server does not hold, except CORS preflights: polling
+	// GETs and POSTs and websocket upgrades alike. It runs on the
+	// request's goroutine before anything is written; it returns true when
+	// it has answered the request (it may hijack the connection of an
+	// upgrade), false to leave the answer to the server, which is
+	// 400 "Session ID unknown". nil: every such request gets that answer.
+	ForeignSession func(w http.ResponseWriter, r *http.Request, sid string) bool
 	// Pollers is the number of event-loop goroutines for websockets: 0 is
 	// the number of CPUs.
 	Pollers int
@@ -339,14 +353,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeBadRequest)
 		return
 	}
-	s.cors(w, r, origin)
-	if r.Method == http.MethodOptions {
-		if origin != "" && r.Header.Get("Access-Control-Request-Method") != "" {
-			w.WriteHeader(http.StatusNoContent)
+	preflight := r.Method == http.MethodOptions && origin != "" && r.Header.Get("Access-Control-Request-Method") != ""
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err == nil && !preflight && s.opts.ForeignSession != nil {
+		// Before the CORS headers: the answer comes from the session's
+		// owner, with its own.
+		if sid := q.Get("sid"); sid != "" && s.Session(sid) == nil && s.opts.ForeignSession(w, r, sid) {
 			return
 		}
 	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
+	s.cors(w, r, origin)
+	if preflight {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, CodeBadRequest)
 		return
