@@ -61,6 +61,14 @@ type Config struct {
 	// Now and NewID default to the wall clock and random ids.
 	Now   func() time.Time
 	NewID func() string
+
+	// SessionID makes the Engine.IO session ids; nil is the engine's
+	// default (random). ForeignSession is offered the Engine.IO requests
+	// whose session this process does not hold
+	// (engineio.Options.ForeignSession); nil answers them "Session ID
+	// unknown".
+	SessionID      func() string
+	ForeignSession func(w http.ResponseWriter, r *http.Request, sid string) bool
 }
 
 // App is the mounted Socket.IO server.
@@ -112,6 +120,8 @@ func New(cfg Config) (*App, error) {
 		AllowEIO3:      true, // socket.io-client v2
 		AllowOrigin:    cfg.AllowOrigin,
 		KeepHeaders:    keptHeaders,
+		NewID:          cfg.SessionID,
+		ForeignSession: cfg.ForeignSession,
 		Logger:         cfg.Logger,
 	}, socketio.Options{
 		ConnectTimeout:    cfg.ConnectTimeout,

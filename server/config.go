@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard-rt/switchboard/relay"
 )
 
 // Config is the server's configuration. ConfigFromEnv reads it from the
@@ -45,6 +47,10 @@ type Config struct {
 	NodeID string
 	// DebugAddr serves net/http/pprof when set; "" (the default) is off.
 	DebugAddr string
+	// AdvertiseAddr is the host:port at which the other processes reach
+	// this one, to relay the requests of the sessions it holds (with
+	// RedisURL only). "" derives it from Addr: see advertiseAddr.
+	AdvertiseAddr string
 }
 
 const defaultAddr = ":7999"
@@ -74,6 +80,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		APIKey:    get("API_KEY"),
 		NodeID:    get("NODE_ID"),
 		DebugAddr: get("DEBUG_ADDR"),
+
+		AdvertiseAddr: get("ADVERTISE_ADDR"),
 	}
 	if c.Addr == "" {
 		c.Addr = defaultAddr
@@ -154,6 +162,11 @@ func (c *Config) Validate() error {
 	if c.DebugAddr != "" {
 		if err := checkAddr(c.DebugAddr); err != nil {
 			return bad("DEBUG_ADDR", c.DebugAddr, err.Error())
+		}
+	}
+	if c.AdvertiseAddr != "" {
+		if err := relay.CheckAdvertise(c.AdvertiseAddr); err != nil {
+			return bad("ADVERTISE_ADDR", c.AdvertiseAddr, err.Error())
 		}
 	}
 	if len(c.JWTSecret) == 0 {

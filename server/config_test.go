@@ -103,6 +103,9 @@ func TestConfigGoodValues(t *testing.T) {
 		{map[string]string{"LOG_LEVEL": "debug"}, func(c server.Config) bool { return c.LogLevel == slog.LevelDebug }},
 		{map[string]string{"LOG_LEVEL": "WARN"}, func(c server.Config) bool { return c.LogLevel == slog.LevelWarn }},
 		{map[string]string{"LOG_LEVEL": "error"}, func(c server.Config) bool { return c.LogLevel == slog.LevelError }},
+		{map[string]string{"ADVERTISE_ADDR": "10.0.0.5:7999"}, func(c server.Config) bool { return c.AdvertiseAddr == "10.0.0.5:7999" }},
+		{map[string]string{"ADVERTISE_ADDR": "sb1:7999"}, func(c server.Config) bool { return c.AdvertiseAddr == "sb1:7999" }},
+		{map[string]string{"ADVERTISE_ADDR": "[fd00::1]:7999"}, func(c server.Config) bool { return c.AdvertiseAddr == "[fd00::1]:7999" }},
 	}
 	for _, tt := range tests {
 		c, err := server.ConfigFromEnv(env(tt.vars))
@@ -163,6 +166,13 @@ func TestConfigBadValues(t *testing.T) {
 		{"MAX_PAYLOAD_BYTES", "1e6"},
 		{"LOG_LEVEL", "loud"},
 		{"DEV_TOKENS", "maybe"},
+		{"ADVERTISE_ADDR", "sb1"},
+		{"ADVERTISE_ADDR", ":7999"},
+		{"ADVERTISE_ADDR", "0.0.0.0:7999"},
+		{"ADVERTISE_ADDR", "[::]:7999"},
+		{"ADVERTISE_ADDR", "sb1:0"},
+		{"ADVERTISE_ADDR", "sb1:99999"},
+		{"ADVERTISE_ADDR", "http://sb1:7999"},
 	}
 	for _, tt := range tests {
 		for _, secret := range []string{"", "s3cret"} {
@@ -201,6 +211,7 @@ func TestConfigValidate(t *testing.T) {
 		{"RATE_BURST", func(c *server.Config) { c.RateBurst = 0 }},
 		{"MAX_PAYLOAD_BYTES", func(c *server.Config) { c.MaxPayloadBytes = 0 }},
 		{"DEBUG_ADDR", func(c *server.Config) { c.DebugAddr = "nope" }},
+		{"ADVERTISE_ADDR", func(c *server.Config) { c.AdvertiseAddr = ":7999" }},
 	}
 	for _, tt := range tests {
 		c := base
@@ -218,13 +229,14 @@ func TestConfigZeroValuesDocumentedAsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mutate := range map[string]func(*server.Config){
-		`Addr ""`:       func(c *server.Config) { c.Addr = "" },
-		"RateLimit 0":   func(c *server.Config) { c.RateLimit = 0 },
-		"no CORS":       func(c *server.Config) { c.CORSOrigins = nil },
-		`DebugAddr ""`:  func(c *server.Config) { c.DebugAddr = "" },
-		`RedisURL ""`:   func(c *server.Config) { c.RedisURL = "" },
-		`NodeID ""`:     func(c *server.Config) { c.NodeID = "" },
-		"LogLevel zero": func(c *server.Config) { c.LogLevel = 0 },
+		`Addr ""`:          func(c *server.Config) { c.Addr = "" },
+		"RateLimit 0":      func(c *server.Config) { c.RateLimit = 0 },
+		"no CORS":          func(c *server.Config) { c.CORSOrigins = nil },
+		`DebugAddr ""`:     func(c *server.Config) { c.DebugAddr = "" },
+		`RedisURL ""`:      func(c *server.Config) { c.RedisURL = "" },
+		`NodeID ""`:        func(c *server.Config) { c.NodeID = "" },
+		"LogLevel zero":    func(c *server.Config) { c.LogLevel = 0 },
+		`AdvertiseAddr ""`: func(c *server.Config) { c.AdvertiseAddr = "" },
 	} {
 		c := base
 		mutate(&c)

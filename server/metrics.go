@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/handlers"
 	"github.com/switchboard-rt/switchboard/namespaces"
+	"github.com/switchboard-rt/switchboard/relay"
 )
 
 // metrics writes the Prometheus text format (0.0.4) itself. The Prometheus
@@ -92,6 +93,21 @@ func (m *metrics) write(e *expo) {
 	}
 	writeGoMetrics(e)
 	writeProcessMetrics(e, m.start)
+}
+
+// relayMetrics writes the relay's counters (polling without sticky
+// sessions).
+func relayMetrics(st *relay.Stats) func(e *expo) {
+	return func(e *expo) {
+		e.family("switchboard_relayed_total", "counter", "Engine.IO requests whose session another process holds, relayed to it: polling requests, and websocket upgrades tunneled.")
+		e.sample("switchboard_relayed_total", [][2]string{{"transport", "polling"}}, float64(st.Relayed.Load()))
+		e.sample("switchboard_relayed_total", [][2]string{{"transport", "websocket"}}, float64(st.Tunneled.Load()))
+		e.family("switchboard_relay_tunnels", "gauge", "Websockets this process tunnels to the process that holds their session.")
+		e.sample("switchboard_relay_tunnels", nil, float64(st.Tunnels.Load()))
+		e.family("switchboard_relay_failures_total", "counter", "Requests for a session of another process answered \"Session ID unknown\" here, by reason: unknown_node (no process registered under the id's tag) or unreachable (the owner did not answer).")
+		e.sample("switchboard_relay_failures_total", [][2]string{{"reason", "unknown_node"}}, float64(st.UnknownNode.Load()))
+		e.sample("switchboard_relay_failures_total", [][2]string{{"reason", "unreachable"}}, float64(st.Unreachable.Load()))
+	}
 }
 
 // counterVec is a counter with a fixed set of label names.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/switchboard-rt/switchboard/namespaces"
+	"github.com/switchboard-rt/switchboard/relay"
 )
 
 // Server is one Switchboard process.
@@ -27,7 +28,8 @@ type Server struct {
 	nodeID  string
 	tokens  *Tokens
 	metrics *metrics
-	redis   *redisLink // nil without REDIS_URL
+	redis   *redisLink   // nil without REDIS_URL
+	relay   *relay.Relay // nil without REDIS_URL
 	app     *namespaces.App
 	http    *http.Server
 	debug   *http.Server // nil unless DebugAddr
@@ -85,6 +87,9 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 		s.redis = link
 		nsCfg.Adapter = link.builder()
 		nsCfg.Remote = link.publishing
+		if err := s.newRelay(&nsCfg); err != nil {
+			return nil, errors.Join(err, s.closeRedis(context.Background()))
+		}
 	}
 	app, err := namespaces.New(nsCfg)
 	if err != nil {
@@ -133,9 +138,15 @@ func (s *Server) Open() error {
 	if s.redis != nil {
 		s.redis.start()
 	}
+	advertise, err := s.startRelay()
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	go s.serve(s.http, ln)
 	s.logger.Info("listening", "addr", ln.Addr().String(), "node", s.nodeID, "redis", s.redis != nil,
-		"dev_mode", s.cfg.DevMode, "dev_tokens", s.cfg.DevTokens, "events_api", s.cfg.APIKey != "")
+		"dev_mode", s.cfg.DevMode, "dev_tokens", s.cfg.DevTokens, "events_api", s.cfg.APIKey != "",
+		"advertise", advertise)
 	return nil
 }
 
@@ -206,12 +217,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		wg.Go(func() {
 			appErr = s.app.Close(ctx)
 		})
+		var relayErr error
+		wg.Go(func() {
+			// Relayed requests and tunnels end (their clients reconnect),
+			// and the other processes stop relaying here.
+			relayErr = s.closeRelay(ctx)
+		})
 		wg.Wait()
 		var debugErr error
 		if s.debug != nil {
 			debugErr = s.debug.Close()
 		}
-		s.shutdownErr = errors.Join(httpErr, appErr, debugErr, s.closeRedis(ctx))
+		s.shutdownErr = errors.Join(httpErr, appErr, relayErr, debugErr, s.closeRedis(ctx))
 	})
 	return s.shutdownErr
 }
