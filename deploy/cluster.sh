@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The docker-compose cluster without Docker: a private redis-server, three
 # switchboard processes (sb1..sb3) sharing it, and HAProxy running
-# deploy/haproxy.cfg unchanged, with loopback addresses in its environment
-# instead of the compose service names. Runs in the foreground; Ctrl-C (or
-# SIGTERM) stops everything it started.
+# deploy/haproxy.cfg (sticky) or deploy/haproxy-roundrobin.cfg unchanged, with
+# loopback addresses in its environment instead of the compose service names.
+# Runs in the foreground; Ctrl-C (or SIGTERM) stops everything it started.
 #
-#   bash deploy/cluster.sh            # then open http://127.0.0.1:8080
+#   bash deploy/cluster.sh                        # then open http://127.0.0.1:8080
+#   LB_MODE=roundrobin bash deploy/cluster.sh     # the balancer without stickiness
 #
-# Environment (all optional): LB_PORT (8080), SB_PORTS ("7001 7002 7003"),
+# Environment (all optional): LB_MODE (sticky or roundrobin), LB_PORT (8080), SB_PORTS ("7001 7002 7003"),
 # REDIS_PORT (6390), SWITCHBOARD_BIN (bin/switchboard, built if missing),
 # JWT_SECRET, API_KEY, LOG_DIR (tmp/cluster: one log file per process).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+LB_MODE=${LB_MODE:-sticky}
 LB_PORT=${LB_PORT:-8080}
 REDIS_PORT=${REDIS_PORT:-6390}
 read -r -a sb_ports <<<"${SB_PORTS:-7001 7002 7003}"
@@ -23,6 +25,11 @@ LOG_DIR=${LOG_DIR:-$root/tmp/cluster}
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 [ "${#sb_ports[@]}" -eq 3 ] || die "SB_PORTS must name three ports (deploy/haproxy.cfg has three servers)"
+case "$LB_MODE" in
+  sticky) lb_cfg=$root/deploy/haproxy.cfg ;;
+  roundrobin) lb_cfg=$root/deploy/haproxy-roundrobin.cfg ;;
+  *) die "LB_MODE must be sticky or roundrobin, not \"$LB_MODE\"" ;;
+esac
 for tool in redis-server haproxy; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is missing: apt-get install -y $tool"
 done
@@ -62,6 +69,7 @@ wait_port "$REDIS_PORT" "$!"
 lb_env=(LB_BIND="127.0.0.1:$LB_PORT")
 for i in 1 2 3; do
   port=${sb_ports[i - 1]}
+  # ADVERTISE_ADDR defaults to ADDR here: the others relay to 127.0.0.1:$port.
   NODE_ID="sb$i" ADDR="127.0.0.1:$port" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
     JWT_SECRET="$JWT_SECRET" API_KEY="$API_KEY" DEV_TOKENS=1 \
     "$SWITCHBOARD_BIN" 2>"$LOG_DIR/sb$i.log" &
@@ -73,11 +81,11 @@ done
 
 # HAProxy's access log goes to this script's stdout: each line shows the
 # server chosen and, in braces, the X-Switchboard-Node that answered.
-env "${lb_env[@]}" haproxy -db -f "$root/deploy/haproxy.cfg" &
+env "${lb_env[@]}" haproxy -db -f "$lb_cfg" &
 lb_pid=$!
 pids+=("$lb_pid")
 wait_port "$LB_PORT" "$lb_pid"
-echo "cluster.sh: cluster ready on http://127.0.0.1:$LB_PORT (Ctrl-C stops it; kill -TERM a replica's pid to watch its clients move)"
+echo "cluster.sh: cluster ready on http://127.0.0.1:$LB_PORT, $LB_MODE balancer (Ctrl-C stops it; kill -TERM a replica's pid to watch its clients move)"
 
 wait "$lb_pid" || true
 die "haproxy exited"

@@ -5,28 +5,30 @@
 // with polling only, websocket only and polling-then-upgrade. Every Engine.IO
 // request's answer is traced (status, X-Switchboard-Node, session) by the
 // client's own transports, so "stays on one process" is checked request by
-// request. A second HAProxy runs the same file with the cookie lines removed
-// (plain round robin) to show that polling breaks without stickiness and
-// websocket does not; nginx with an address hash shows why that key was not
-// chosen; chromium on the demo page shows that browsers keep the cookie; a
+// request. A second HAProxy runs deploy/haproxy-roundrobin.cfg, the same file
+// with the cookie lines removed (plain round robin): the requests of one
+// polling session reach every process and all succeed, because a process
+// relays a request for another's session to it (cluster-roundrobin.test.mjs
+// covers that balancer in depth); nginx with an address hash shows why that
+// key was not chosen; chromium on the demo page shows that browsers keep the cookie; a
 // process is stopped with SIGTERM and its clients move. deploy/cluster.sh, the
 // README's "without Docker" script, is run last.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { io } from 'socket.io-client';
 import {
-  BIN, collect, connectSocket, emitWithAck, exited, freePort, requireBinary, signToken,
+  BIN, collect, connectSocket, exited, freePort, requireBinary, signToken,
   startRedis, startSwitchboard,
 } from './lib/harness.mjs';
 import { launchChromium, nodeShown, send as sendFromPage, signIn, waitMessage } from './lib/browser.mjs';
 import {
-  CLUSTER_SH, SESSION_UNKNOWN, handshakeSid, rawPoll, readShipped, roundRobinVariant, startHaproxy,
-  startNginxAddressHash, tracer,
+  CLUSTER_SH, ROUND_ROBIN_CFG, crossing, handshakeSid, rawPoll, readShipped, ring, roundRobinVariant,
+  send, significant, startHaproxy, startNginxAddressHash, tracer,
 } from './lib/cluster.mjs';
 
 const SECRET = 'cluster-lb-test-secret';
@@ -74,34 +76,6 @@ function stuck(c, { sid } = {}) {
   return nodes[0];
 }
 
-// send delivers one message from a to b and waits for it on b.
-async function send(a, b, text) {
-  const ack = await emitWithAck(a.socket, 'sendMessage', { to: b.id, text });
-  assert.equal(ack.ok, true, JSON.stringify(ack));
-  const got = await b.inbox.next((m) => m.event === 'message_sent' && m.args.id === ack.message.id);
-  assert.deepEqual(got, { event: 'message_sent', id: b.id, args: ack.message });
-  return ack.message.id;
-}
-
-// ring sends one message from each client to the next and checks that each
-// arrived exactly once: after a second message on every path has arrived
-// (same sender, same recipient, so ordered behind the first), the first is
-// counted.
-async function ring(clients) {
-  const ids = [];
-  for (let i = 0; i < clients.length; i++) ids.push(await send(clients[i], clients[(i + 1) % clients.length], `hello ${i}`));
-  for (let i = 0; i < clients.length; i++) await send(clients[i], clients[(i + 1) % clients.length], `again ${i}`);
-  for (let i = 0; i < clients.length; i++) {
-    const b = clients[(i + 1) % clients.length];
-    assert.equal(b.inbox.got.filter((m) => m.args && m.args.id === ids[i]).length, 1, `message ${i} to ${b.id} not exactly once`);
-  }
-}
-
-// crossing returns how many ring hops join two different processes.
-function crossing(clients, nodes) {
-  return clients.filter((_, i) => nodes[i] !== nodes[(i + 1) % clients.length]).length;
-}
-
 let redis;
 const sb = {};
 let sticky; let rr;
@@ -116,7 +90,7 @@ before(async () => {
   }
   const upstreams = NODES.map((n) => sb[n].port);
   sticky = await startHaproxy({ upstreams });
-  rr = await startHaproxy({ upstreams, cfgText: roundRobinVariant(readShipped()) });
+  rr = await startHaproxy({ upstreams, cfgText: readFileSync(ROUND_ROBIN_CFG, 'utf8') });
 });
 
 after(async () => {
@@ -139,7 +113,7 @@ describe('sticky balancer: deploy/haproxy.cfg as shipped', () => {
     assert.deepEqual([...nodes].sort(), NODES);
   });
 
-  it('pins a raw polling session with the SB_NODE cookie; without it the session is lost', async () => {
+  it('pins a raw polling session with the SB_NODE cookie; without it the requests are relayed to the owner', async () => {
     const hs = await rawPoll(sticky.url);
     assert.equal(hs.status, 200);
     const sid = handshakeSid(hs.body);
@@ -149,9 +123,12 @@ describe('sticky balancer: deploy/haproxy.cfg as shipped', () => {
       assert.deepEqual({ status: r.status, body: r.body, node: r.node }, { status: 200, body: 'ok', node: hs.node });
       assert.deepEqual(r.setCookie, [], 'a request with a valid cookie is not given a new one');
     }
-    const lost = [];
-    for (let i = 0; i < 3; i++) lost.push(await rawPoll(sticky.url, { sid }));
-    assertSessionLost(hs.node, lost);
+    // Without the cookie the balancer is round robin: other processes get
+    // the requests and relay them to the owner.
+    const loose = [];
+    for (let i = 0; i < 3; i++) loose.push(await rawPoll(sticky.url, { sid }));
+    for (const r of loose) assert.deepEqual([r.status, r.body, r.owner], [200, 'ok', hs.node], JSON.stringify(r));
+    assert.ok(loose.some((r) => r.node !== hs.node), `all answers came from ${hs.node}: ${JSON.stringify(loose)}`);
   });
 
   it('polling only: every request of a client stays on one process; messages cross processes exactly once', async () => {
@@ -188,45 +165,37 @@ describe('sticky balancer: deploy/haproxy.cfg as shipped', () => {
   });
 });
 
-// assertSessionLost: requests for a session owned by owner that reach another
-// process get 400 {"code":1,"message":"Session ID unknown"}; at least one did.
-function assertSessionLost(owner, answers) {
-  for (const r of answers) {
-    if (r.node === owner) assert.deepEqual([r.status, r.body], [200, 'ok']);
-    else {
-      assert.equal(r.status, 400, JSON.stringify(r));
-      assert.deepEqual(JSON.parse(r.body), SESSION_UNKNOWN);
-    }
-  }
-  assert.ok(answers.some((r) => r.node !== owner), `all answers came from ${owner}: ${JSON.stringify(answers)}`);
-}
+describe('round-robin balancer: deploy/haproxy-roundrobin.cfg, the same file without the cookie lines', () => {
+  it('is deploy/haproxy.cfg without its cookie lines, and nothing else', () => {
+    assert.equal(significant(readFileSync(ROUND_ROBIN_CFG, 'utf8')), significant(roundRobinVariant(readShipped())));
+  });
 
-describe('round-robin balancer: the same file without the cookie lines', () => {
-  it('loses a raw polling session: "Session ID unknown" from the other processes', async () => {
+  it('spreads the requests of a raw polling session over the three processes, and every one succeeds', async () => {
     const hs = await rawPoll(rr.url);
     assert.equal(hs.status, 200);
     assert.deepEqual(hs.setCookie, [], 'the variant sets no cookie');
     const sid = handshakeSid(hs.body);
     const answers = [];
-    for (let i = 0; i < 3; i++) answers.push(await rawPoll(rr.url, { sid }));
-    assertSessionLost(hs.node, answers);
+    for (let i = 0; i < 6; i++) answers.push(await rawPoll(rr.url, { sid }));
+    for (const r of answers) {
+      // Served as if it had reached the owner, wherever it reached.
+      assert.deepEqual({ status: r.status, body: r.body, owner: r.owner }, { status: 200, body: 'ok', owner: hs.node }, JSON.stringify(r));
+    }
+    assert.deepEqual([...new Set(answers.map((r) => r.node))].sort(), NODES, `reached: ${JSON.stringify(answers)}`);
   });
 
-  it('a polling socket.io client cannot connect, and is told "Session ID unknown"', async () => {
-    const trace = tracer();
-    const err = await connectSocket(io, rr.url + '/socket', {
-      auth: { token: token(user('rr-poll')) }, transports: trace.polling, withCredentials: true,
-    }).then((s) => { open.push(s); return null; }, (e) => e);
-    assert.ok(err, `connected anyway: ${JSON.stringify(trace.seen)}`);
-    assert.match(err.message, /fetch (read|write) error/);
-    assert.equal(err.description, 400);
-    const lost = trace.seen.filter((e) => e.status === 400);
-    assert.ok(lost.length >= 1, JSON.stringify(trace.seen));
-    const owner = trace.seen[0].node;
-    for (const e of lost) {
-      assert.notEqual(e.node, owner);
-      assert.deepEqual(JSON.parse(e.body), SESSION_UNKNOWN);
+  it('a polling socket.io client connects and talks, whichever process each request reaches', async () => {
+    const clients = [];
+    for (let i = 0; i < 3; i++) clients.push(await client(rr.url, 'rr-poll', { mode: 'polling', cookies: false }));
+    await ring(clients);
+    let relayed = 0;
+    for (const c of clients) {
+      for (const e of c.trace.seen) assert.equal(e.status, 200, `${c.id}: ${JSON.stringify(e)}`);
+      const owners = new Set(c.trace.seen.map((e) => e.owner));
+      assert.equal(owners.size, 1, `${c.id}: one session, one owner: ${JSON.stringify(c.trace.seen)}`);
+      relayed += c.trace.seen.filter((e) => e.node !== e.owner).length;
     }
+    assert.ok(relayed > 0, 'no request reached a process other than its owner');
   });
 
   it('websocket-only clients work without stickiness', async () => {
@@ -353,12 +322,13 @@ describe('failover through the sticky balancer', () => {
 });
 
 describe('deploy/cluster.sh (the same topology, as the README runs it)', () => {
-  it('starts redis, three processes and the balancer; stops them all on SIGTERM', async () => {
+  for (const mode of ['sticky', 'roundrobin']) it(`LB_MODE=${mode}: starts redis, three processes and the balancer; stops them all on SIGTERM`, async () => {
     const ports = { LB_PORT: await freePort(), REDIS_PORT: await freePort() };
     const sbPorts = [await freePort(), await freePort(), await freePort()];
     const env = {
       ...process.env, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
       SB_PORTS: sbPorts.join(' '), SWITCHBOARD_BIN: BIN, LOG_DIR: mkdtempSync(path.join(os.tmpdir(), 'sb-cluster-sh-')),
+      LB_MODE: mode,
     };
     const script = spawn('bash', [CLUSTER_SH], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out = [];
@@ -380,10 +350,15 @@ describe('deploy/cluster.sh (the same topology, as the README runs it)', () => {
         method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"user":"script-a"}',
       })).json();
       const trace = tracer();
-      const a = await connectSocket(io, base + '/socket', { auth: { token: tok.token }, transports: trace.both, withCredentials: true });
+      const a = await connectSocket(io, base + '/socket', { auth: { token: tok.token }, transports: trace.both, withCredentials: mode === 'sticky' });
       try {
         await trace.next((e) => e.transport === 'websocket');
-        stuck({ id: 'script-a', trace });
+        if (mode === 'sticky') stuck({ id: 'script-a', trace });
+        else {
+          // Wherever each request went, it was served by the session's owner.
+          for (const e of trace.seen) assert.ok(e.status === 200 || e.status === 101, JSON.stringify(e));
+          assert.equal(new Set(trace.seen.map((e) => e.owner)).size, 1, JSON.stringify(trace.seen));
+        }
       } finally { a.close(); }
 
       script.kill('SIGTERM');

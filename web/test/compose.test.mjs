@@ -3,8 +3,10 @@
 // - docker-compose.yml passes Docker Compose's own schema validation
 //   (Debian's docker-compose 1.29 `config -q`, which needs no engine), and its
 //   raw and resolved forms have the structure the cluster needs;
-// - the balancer config it mounts is deploy/haproxy.cfg, which HAProxy accepts
-//   as compose runs it (service names, port 8080);
+// - the balancer configs it mounts are deploy/haproxy.cfg (sticky, port 8080)
+//   and deploy/haproxy-roundrobin.cfg (port 8081), which HAProxy accepts as
+//   compose runs them (service names, container port 8080); each replica
+//   advertises the address the others relay its sessions' requests to;
 // - the Dockerfile is multi-stage, ends as a non-root user with a healthcheck,
 //   and its ./cmd/switchboard build succeeds on exactly the files .dockerignore
 //   lets into the build context (with cgo off, the packages resolve; the
@@ -20,7 +22,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import YAML from 'yaml';
 import { ROOT, exited, freePort } from './lib/harness.mjs';
-import { HAPROXY_CFG, requireHaproxy } from './lib/cluster.mjs';
+import { HAPROXY_CFG, ROUND_ROBIN_CFG, requireHaproxy } from './lib/cluster.mjs';
 
 const COMPOSE = path.join(ROOT, 'docker-compose.yml');
 const DOCKERFILE = path.join(ROOT, 'Dockerfile');
@@ -51,9 +53,9 @@ const envOf = (svc) => (Array.isArray(svc.environment)
 const healthyDeps = (svc) => Object.entries(svc.depends_on || {})
   .filter(([, v]) => v && v.condition === 'service_healthy').map(([k]) => k).sort();
 
-// haproxy.cfg's defaults: the upstreams and bind address compose relies on.
-function cfgDefaults() {
-  const cfg = readFileSync(HAPROXY_CFG, 'utf8');
+// A balancer config's defaults: the upstreams and bind address compose relies on.
+function cfgDefaults(file = HAPROXY_CFG) {
+  const cfg = readFileSync(file, 'utf8');
   const servers = [...cfg.matchAll(/^\s*server (sb\d) "\$\{SB\d_ADDR-([\w.-]+):(\d+)\}"/gm)].map((m) => ({ name: m[1], host: m[2], port: m[3] }));
   const bind = /^\s*bind "\$\{LB_BIND-([^}]*)\}"/m.exec(cfg);
   return { servers, bind: bind && bind[1] };
@@ -61,13 +63,13 @@ function cfgDefaults() {
 
 function checkCompose(doc, label) {
   const s = doc.services;
-  assert.deepEqual(Object.keys(s).sort(), ['lb', 'redis', ...REPLICAS], `${label}: services`);
+  assert.deepEqual(Object.keys(s).sort(), ['lb', 'lb-roundrobin', 'redis', ...REPLICAS], `${label}: services`);
 
   assert.match(s.redis.image, /^redis:/);
   assert.ok(s.redis.healthcheck, `${label}: redis has a healthcheck`);
   assert.match([].concat(s.redis.healthcheck.test).join(' '), /redis-cli.*ping/);
 
-  const { servers, bind } = cfgDefaults();
+  const { servers } = cfgDefaults();
   assert.deepEqual(servers.map((x) => x.name), REPLICAS, 'haproxy.cfg names the three replicas');
   const envs = REPLICAS.map((n) => envOf(s[n]));
   for (const [i, n] of REPLICAS.entries()) {
@@ -85,22 +87,33 @@ function checkCompose(doc, label) {
     // The balancer reaches the replica at the address haproxy.cfg defaults to.
     assert.equal(servers[i].host, n);
     assert.equal(/:(\d+)$/.exec(env.ADDR || ':7999')[1], servers[i].port, `${label}: ${n} listens where haproxy.cfg sends it`);
+    // The other replicas relay n's sessions' requests to the same address.
+    assert.equal(env.ADVERTISE_ADDR, `${n}:${servers[i].port}`, `${label}: ${n} advertises the address it is reached at`);
   }
   for (const key of ['JWT_SECRET', 'API_KEY', 'REDIS_URL']) {
     assert.equal(new Set(envs.map((e) => e[key])).size, 1, `${label}: ${key} shared by the three replicas`);
   }
 
-  const lb = s.lb;
-  assert.match(lb.image, /^haproxy:2\.6/, 'the balancer image runs the HAProxy line the tests run');
+  checkBalancer(s.lb, HAPROXY_CFG, '8080:8080', `${label}: lb`);
+  checkBalancer(s['lb-roundrobin'], ROUND_ROBIN_CFG, '8081:8080', `${label}: lb-roundrobin`);
+}
+
+// checkBalancer: an HAProxy service that waits for the three replicas,
+// publishes its container port 8080 as published says, and mounts cfgFile
+// where the haproxy image reads its config.
+function checkBalancer(lb, cfgFile, published, label) {
+  assert.match(lb.image, /^haproxy:2\.6/, `${label}: the balancer image runs the HAProxy line the tests run`);
   assert.deepEqual(healthyDeps(lb), REPLICAS, `${label}: the balancer waits for three healthy replicas`);
   const ports = lb.ports.map((p) => (typeof p === 'string' ? p : `${p.published}:${p.target}`));
-  assert.deepEqual(ports, ['8080:8080'], `${label}: the balancer publishes 8080`);
-  assert.equal(bind, ':8080', 'haproxy.cfg listens on the published container port by default');
+  assert.deepEqual(ports, [published], `${label}: the balancer publishes ${published}`);
+  const { servers, bind } = cfgDefaults(cfgFile);
+  assert.deepEqual(servers.map((x) => x.name), REPLICAS, `${label}: its config names the three replicas`);
+  assert.equal(bind, ':8080', `${label}: its config listens on the published container port by default`);
   const mounts = lb.volumes.map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}${v.read_only ? ':ro' : ''}`));
   const cfgMount = mounts.map((m) => m.split(':')).find(([, target]) => target === '/usr/local/etc/haproxy/haproxy.cfg');
   assert.ok(cfgMount, `${label}: the balancer mounts its config where the haproxy image reads it`);
-  assert.equal(path.resolve(ROOT, cfgMount[0]), HAPROXY_CFG, `${label}: the mounted config is deploy/haproxy.cfg`);
-  assert.ok(existsSync(HAPROXY_CFG));
+  assert.equal(path.resolve(ROOT, cfgMount[0]), cfgFile, `${label}: the mounted config is ${path.relative(ROOT, cfgFile)}`);
+  assert.ok(existsSync(cfgFile));
 }
 
 describe('docker-compose.yml', () => {
@@ -118,7 +131,7 @@ describe('docker-compose.yml', () => {
     assert.match(r.stderr, /condition/);
   });
 
-  it('has redis with a healthcheck, three replicas sharing it and one secret, and the balancer on 8080 (raw YAML)', () => {
+  it('has redis with a healthcheck, three replicas sharing it and one secret, and the balancers on 8080 and 8081 (raw YAML)', () => {
     checkCompose(raw(), 'raw');
   });
 
@@ -126,11 +139,13 @@ describe('docker-compose.yml', () => {
     checkCompose(resolved(), 'resolved');
   });
 
-  it('mounts a balancer config that HAProxy accepts as compose runs it (no environment)', () => {
+  it('mounts balancer configs that HAProxy accepts as compose runs them (no environment)', () => {
     requireHaproxy();
-    const r = spawnSync('haproxy', ['-c', '-f', HAPROXY_CFG], { env: { PATH: process.env.PATH }, encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stdout + r.stderr);
-    assert.match(r.stdout + r.stderr, /Configuration file is valid/);
+    for (const cfg of [HAPROXY_CFG, ROUND_ROBIN_CFG]) {
+      const r = spawnSync('haproxy', ['-c', '-f', cfg], { env: { PATH: process.env.PATH }, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stdout + r.stderr, /Configuration file is valid/);
+    }
   });
 });
 

@@ -1,17 +1,23 @@
 // Helpers for the load-balancer topology tests: run the shipped HAProxy
-// configuration (deploy/haproxy.cfg) as a foreground process on loopback,
-// render its round-robin variant, and trace which Switchboard process answered
-// every Engine.IO request a socket.io-client makes.
+// configurations (deploy/haproxy.cfg, deploy/haproxy-roundrobin.cfg) as
+// foreground processes on loopback, check that the round-robin one is the
+// sticky one without its cookie lines, trace which Switchboard process
+// answered (and which held the session of) every Engine.IO request a
+// socket.io-client makes, and exchange messages between clients.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Fetch, NodeWebSocket } from 'socket.io-client';
-import { ROOT, exited, freePort, waitForPort } from './harness.mjs';
+import assert from 'node:assert/strict';
+import { ROOT, emitWithAck, exited, freePort, waitForPort } from './harness.mjs';
 
 export const HAPROXY_CFG = path.join(ROOT, 'deploy', 'haproxy.cfg');
+export const ROUND_ROBIN_CFG = path.join(ROOT, 'deploy', 'haproxy-roundrobin.cfg');
 export const CLUSTER_SH = path.join(ROOT, 'deploy', 'cluster.sh');
 export const NODE_HEADER = 'x-switchboard-node';
+// On an answer relayed from the process that holds the session: that process.
+export const OWNER_HEADER = 'x-switchboard-owner';
 export const SESSION_UNKNOWN = { code: 1, message: 'Session ID unknown' };
 
 export function requireHaproxy() {
@@ -20,10 +26,10 @@ export function requireHaproxy() {
   }
 }
 
-// roundRobinVariant removes the cookie persistence from the shipped
-// configuration and nothing else, so that the two balancers differ only in
-// stickiness. It fails when the shipped file no longer has the lines it
-// removes, rather than silently testing something else.
+// roundRobinVariant removes the cookie persistence from the sticky
+// configuration and nothing else: what deploy/haproxy-roundrobin.cfg must be
+// (comments aside; see significant). It fails when the sticky file no longer
+// has the lines it removes, rather than silently testing something else.
 export function roundRobinVariant(text) {
   const cookieLine = /^\s*cookie SB_NODE .*\n/m;
   if (!cookieLine.test(text)) throw new Error('deploy/haproxy.cfg: no "cookie SB_NODE" line to remove');
@@ -34,6 +40,11 @@ export function roundRobinVariant(text) {
   out = out.replace(serverCookie, '$1');
   if (/cookie/.test(out.replace(/^\s*#.*$/gm, ''))) throw new Error('round-robin variant still mentions a cookie');
   return out;
+}
+
+// significant is a configuration without its comments and blank lines.
+export function significant(text) {
+  return text.split('\n').filter((l) => l.trim() !== '' && !/^\s*#/.test(l)).join('\n');
 }
 
 // startHaproxy runs `haproxy -db -f cfg` (foreground, logs on stdout) with the
@@ -82,10 +93,12 @@ export async function startHaproxy({ upstreams, cfgText, port } = {}) {
 }
 
 // tracer gives a client transports that record, for every Engine.IO request,
-// the status and the X-Switchboard-Node header of the answer: each polling
-// response, and the 101 of each websocket handshake, with the Engine.IO
-// session (sid) it belongs to where the request or the open packet names it.
-// Bodies of failed polling responses are kept too.
+// the status and the X-Switchboard-Node header of the answer (node: the
+// process the balancer sent it to), and owner: the process that holds the
+// session (X-Switchboard-Owner on an answer relayed from it, else node). Each
+// polling response, and the 101 of each websocket handshake, with the
+// Engine.IO session (sid) it belongs to where the request or the open packet
+// names it. Bodies of failed polling responses are kept too.
 // Pass `transports: t.polling | t.websocket | t.both`.
 export function tracer() {
   const seen = [];
@@ -100,7 +113,8 @@ export function tracer() {
     _fetch(data) {
       const sid = this.query.sid;
       return super._fetch(data).then(async (res) => {
-        const entry = { transport: 'polling', method: data === undefined ? 'GET' : 'POST', status: res.status, node: res.headers.get(NODE_HEADER), sid };
+        const node = res.headers.get(NODE_HEADER);
+        const entry = { transport: 'polling', method: data === undefined ? 'GET' : 'POST', status: res.status, node, owner: res.headers.get(OWNER_HEADER) || node, sid };
         if (!res.ok) entry.body = await res.clone().text();
         else if (!sid) entry.sid = handshakeSid(await res.clone().text());
         record(entry);
@@ -112,7 +126,9 @@ export function tracer() {
     createSocket(uri, protocols, opts) {
       const ws = super.createSocket(uri, protocols, opts);
       const sid = this.query.sid; // absent on a websocket-only handshake
-      ws.once('upgrade', (res) => record({ transport: 'websocket', status: res.statusCode, node: res.headers[NODE_HEADER], sid }));
+      ws.once('upgrade', (res) => record({
+        transport: 'websocket', status: res.statusCode, node: res.headers[NODE_HEADER], owner: res.headers[OWNER_HEADER] || res.headers[NODE_HEADER], sid,
+      }));
       return ws;
     }
   }
@@ -146,7 +162,8 @@ export async function rawPoll(baseUrl, { sid, cookie } = {}) {
   const res = await fetch(`${baseUrl}/socket.io/?${q}`, sid ? { method: 'POST', body: '6', headers } : { headers });
   const body = await res.text();
   const setCookie = res.headers.getSetCookie().map((c) => c.split(';')[0]);
-  return { status: res.status, body, node: res.headers.get(NODE_HEADER), setCookie };
+  const node = res.headers.get(NODE_HEADER);
+  return { status: res.status, body, node, owner: res.headers.get(OWNER_HEADER) || node, setCookie };
 }
 
 export function handshakeSid(body) {
@@ -209,4 +226,33 @@ ${upstreams.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+// send delivers one message from a to b (clients as { id, socket, inbox })
+// and waits for it on b.
+export async function send(a, b, text) {
+  const ack = await emitWithAck(a.socket, 'sendMessage', { to: b.id, text });
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  const got = await b.inbox.next((m) => m.event === 'message_sent' && m.args.id === ack.message.id);
+  assert.deepEqual(got, { event: 'message_sent', id: b.id, args: ack.message });
+  return ack.message.id;
+}
+
+// ring sends one message from each client to the next and checks that each
+// arrived exactly once: after a second message on every path has arrived
+// (same sender, same recipient, so ordered behind the first), the first is
+// counted.
+export async function ring(clients) {
+  const ids = [];
+  for (let i = 0; i < clients.length; i++) ids.push(await send(clients[i], clients[(i + 1) % clients.length], `hello ${i}`));
+  for (let i = 0; i < clients.length; i++) await send(clients[i], clients[(i + 1) % clients.length], `again ${i}`);
+  for (let i = 0; i < clients.length; i++) {
+    const b = clients[(i + 1) % clients.length];
+    assert.equal(b.inbox.got.filter((m) => m.args && m.args.id === ids[i]).length, 1, `message ${i} to ${b.id} not exactly once`);
+  }
+}
+
+// crossing returns how many ring hops join two different processes.
+export function crossing(clients, nodes) {
+  return clients.filter((_, i) => nodes[i] !== nodes[(i + 1) % clients.length]).length;
 }
