@@ -21,7 +21,7 @@ import (
 )
 
 // startRedis runs a private redis-server on a free port for the test.
-func startRedis(t *testing.T) *goredis.Client {
+func startRedis(t testing.TB) *goredis.Client {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server is missing: apt-get install -y redis-server")
@@ -39,7 +39,7 @@ func startRedis(t *testing.T) *goredis.Client {
 	return c
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -49,7 +49,7 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
@@ -112,7 +112,7 @@ type proc struct {
 	bodyBytes atomic.Int64
 }
 
-func startProc(t *testing.T, name string, rdb goredis.Cmdable) *proc {
+func startProc(t testing.TB, name string, rdb goredis.Cmdable) *proc {
 	t.Helper()
 	r, err := relay.New(relay.Options{
 		Redis:         rdb,
@@ -164,7 +164,7 @@ func startProc(t *testing.T, name string, rdb goredis.Cmdable) *proc {
 }
 
 // stop closes the process in order: relay, engine, HTTP server.
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := p.relay.Close(ctx); err != nil {
@@ -202,7 +202,7 @@ type answer struct {
 	header      http.Header
 }
 
-func request(t *testing.T, method, url string, body io.Reader, header http.Header) answer {
+func request(t testing.TB, method, url string, body io.Reader, header http.Header) answer {
 	t.Helper()
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {
@@ -224,7 +224,7 @@ func request(t *testing.T, method, url string, body io.Reader, header http.Heade
 }
 
 // handshake opens a polling session on p and returns its id.
-func handshake(t *testing.T, p *proc) string {
+func handshake(t testing.TB, p *proc) string {
 	t.Helper()
 	a := request(t, http.MethodGet, p.base+testPath+"?EIO=4&transport=polling", nil, nil)
 	if a.status != 200 || !strings.HasPrefix(a.body, "0{") {

@@ -26,10 +26,10 @@
 // Serve runs on the request's goroutine. The registry's cache (registry.mu)
 // is shared by every request; a lookup in flight is shared by the requests
 // that wait for it. The registration loop is one goroutine, started by
-// Start and ended by Close. A tunnel is the goroutine of the upgrade
-// request, which copies from the owner to the client, and one goroutine
-// it starts, which copies the other way and which it waits for; both end
-// when either side closes, or when Close closes every tunnel.
+// Start and ended by Close. A tunnel is two goroutines started by the
+// upgrade request, which then returns: one copies each way, and both end
+// when either side closes, or when Close closes every tunnel (and waits for
+// them).
 package relay
 
 import (

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -16,9 +18,9 @@ import (
 // pings keep it busy, and TCP keepalive finds a vanished peer).
 const handshakeTimeout = 10 * time.Second
 
-// tunnelBuffer is the size of each direction's copy buffer: a tunnel lives
-// as long as its websocket, and most websockets are idle.
-const tunnelBuffer = 4 << 10
+// tunnelBuffer is the size of the buffers tunnels copy through; pooled, and
+// held only while data passes.
+const tunnelBuffer = 16 << 10
 
 // maxErrorBody bounds an owner's refusal relayed to the client.
 const maxErrorBody = 64 << 10
@@ -27,6 +29,7 @@ const maxErrorBody = 64 << 10
 type tunnel struct {
 	client, owner net.Conn
 	once          sync.Once
+	ended         atomic.Int32 // directions that have stopped
 }
 
 func (t *tunnel) close() {
@@ -65,7 +68,7 @@ func (r *Relay) tunnel(w http.ResponseWriter, req *http.Request, tag, target str
 	// would also neutralise them.
 	_ = req.Header.Write(&head)
 	head.WriteString(ForwardedHeader + ": 1\r\n\r\n")
-	br := bufio.NewReaderSize(owner, tunnelBuffer)
+	br := bufio.NewReaderSize(owner, 4<<10) // the owner's answer, then dropped
 	var res *http.Response
 	if _, err = owner.Write(head.Bytes()); err == nil {
 		res, err = http.ReadResponse(br, req)
@@ -104,14 +107,6 @@ func (r *Relay) tunnel(w http.ResponseWriter, req *http.Request, tag, target str
 	_ = owner.SetDeadline(time.Time{})
 	_ = client.SetDeadline(time.Time{})
 
-	t := &tunnel{client: client, owner: owner}
-	if !r.track(t) {
-		t.close()
-		return true
-	}
-	defer r.untrack(t)
-	defer t.close()
-
 	head.Reset()
 	head.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
 	h := make(http.Header, len(res.Header)+1)
@@ -126,26 +121,47 @@ func (r *Relay) tunnel(w http.ResponseWriter, req *http.Request, tag, target str
 	h.Set("Connection", "Upgrade")
 	_ = h.Write(&head)
 	head.WriteString("\r\n")
-	if _, err := client.Write(head.Bytes()); err != nil {
-		return true
+	// What the owner sent past its answer, and the client before it, were
+	// read into buffers already: they go first.
+	if n := br.Buffered(); n > 0 {
+		early, _ := br.Peek(n)
+		head.Write(early)
 	}
-	// What either side sent early, read into a buffer already, goes first.
-	if n := cbuf.Reader.Buffered(); n > 0 {
-		early, _ := cbuf.Reader.Peek(n)
-		if _, err := owner.Write(early); err != nil {
-			return true
+	_, err = client.Write(head.Bytes())
+	if err == nil {
+		if n := cbuf.Reader.Buffered(); n > 0 {
+			early, _ := cbuf.Reader.Peek(n)
+			_, err = owner.Write(early)
 		}
 	}
-	r.stats.Tunneled.Add(1)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		pipe(owner, client)
+	if err != nil {
+		_ = owner.Close()
+		_ = client.Close()
+		return true
+	}
+
+	// The request's goroutine, deep in the HTTP server's stack, ends here;
+	// two goroutines of their own carry the tunnel, one per direction, and
+	// end when either side closes (Close waits for them).
+	t := &tunnel{client: client, owner: owner}
+	if !r.track(t) {
 		t.close()
-	})
-	pipe(client, br) // br holds what the owner sent past its answer
-	t.close()
-	wg.Wait()
+		return true
+	}
+	r.stats.Tunneled.Add(1)
+	go r.carry(t, owner, client)
+	go r.carry(t, client, owner)
 	return true
+}
+
+// carry copies one direction of t, then closes both and, for the second
+// direction to end, forgets t.
+func (r *Relay) carry(t *tunnel, dst, src net.Conn) {
+	pipe(dst, src)
+	t.close()
+	if t.ended.Add(1) == 2 {
+		r.untrack(t)
+	}
 }
 
 // copyHeader copies the end-to-end headers of an owner's answer into h, the
@@ -160,10 +176,57 @@ func (r *Relay) copyHeader(h, from http.Header) {
 	}
 }
 
-// pipe copies from src to dst until either fails, with a small buffer of
-// its own (io.Copy between TCP connections would splice through a pipe:
-// two more file descriptors per direction for the tunnel's whole life).
-func pipe(dst io.Writer, src io.Reader) {
+// pipe copies from src to dst until either fails. Most websockets are idle
+// most of the time, so it holds no buffer while it waits: it waits for src
+// to be readable, then reads into a pooled buffer and writes that out.
+// (io.Copy would hold 32 KiB per direction for the tunnel's life, or, with
+// splice, two pipes of two file descriptors each.)
+func pipe(dst, src net.Conn) {
+	sc, ok := src.(syscall.Conn)
+	if !ok {
+		pipeBuffered(dst, src)
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		pipeBuffered(dst, src)
+		return
+	}
+	for {
+		var buf *[]byte
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			buf = bufPool.Get().(*[]byte)
+			for {
+				n, rerr = syscall.Read(int(fd), *buf)
+				if rerr != syscall.EINTR {
+					break
+				}
+			}
+			if rerr == syscall.EAGAIN {
+				bufPool.Put(buf)
+				buf = nil
+				return false // wait until readable, holding nothing
+			}
+			return true
+		})
+		if err == nil && rerr == nil && n > 0 {
+			_, err = dst.Write((*buf)[:n])
+		}
+		if buf != nil {
+			bufPool.Put(buf)
+		}
+		if err != nil || rerr != nil || n <= 0 {
+			return // an error, or the end of the stream (a read of 0)
+		}
+	}
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, tunnelBuffer); return &b }}
+
+// pipeBuffered is pipe for connections without a file descriptor.
+func pipeBuffered(dst io.Writer, src io.Reader) {
 	buf := make([]byte, tunnelBuffer)
 	for {
 		n, err := src.Read(buf)
