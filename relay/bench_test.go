@@ -3,6 +3,7 @@ package relay_test
 import (
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -39,8 +40,16 @@ func BenchmarkPoll(b *testing.B) {
 				}
 				body, _ := io.ReadAll(res.Body)
 				res.Body.Close()
-				if res.StatusCode != 200 || string(body) != "4ping" {
+				packets := strings.Split(string(body), "\x1e")
+				if res.StatusCode != 200 || !slices.Contains(packets, "4ping") {
 					b.Fatalf("poll: %d %q", res.StatusCode, body)
+				}
+				if slices.Contains(packets, "2") { // the owner's ping, every 2 s
+					res, err := client.Post(url, "text/plain", strings.NewReader("3"))
+					if err != nil {
+						b.Fatal(err)
+					}
+					res.Body.Close()
 				}
 			}
 		})

@@ -40,6 +40,9 @@ describe('configuration', () => {
     ['LOG_LEVEL', 'verbose'],
     ['LOG_LEVEL', 'loud'],
     ['DEV_TOKENS', 'maybe'],
+    ['ADVERTISE_ADDR', '0.0.0.0:7999'],
+    ['ADVERTISE_ADDR', 'sb1'],
+    ['ADVERTISE_ADDR', 'sb1:0'],
   ];
   for (const [name, value] of bad) {
     it(`${name}=${JSON.stringify(value)} exits 2 with one JSON stderr line naming ${name}`, async () => {
@@ -59,6 +62,7 @@ describe('configuration', () => {
         REDIS_URL: `redis://:pw@127.0.0.1:${redisPort}/3`, PING_INTERVAL: '1m30s', PING_TIMEOUT: '1500ms',
         SHUTDOWN_TIMEOUT: '3s', RATE_LIMIT: '5', RATE_BURST: '7', MAX_PAYLOAD_BYTES: '12345', LOG_LEVEL: 'debug',
         DEV_TOKENS: '1', JWT_SECRET: 'cfg-secret', API_KEY: 'cfg-key', CORS_ORIGINS: 'http://a.test,http://b.test',
+        ADVERTISE_ADDR: 'sb9.cluster.test:7999',
       },
     });
     try {
@@ -67,6 +71,9 @@ describe('configuration', () => {
       assert.equal(hs.open.pingTimeout, 1500, 'PING_TIMEOUT=1500ms in the Engine.IO open packet');
       assert.equal(hs.open.maxPayload, 12345, 'MAX_PAYLOAD_BYTES in the Engine.IO open packet');
       assert.equal((await request(sb.url + '/readyz')).status, 503, 'Redis configured but down');
+      const listening = sb.lines.map((l) => JSON.parse(l)).find((l) => l.msg === 'listening');
+      assert.equal(listening.advertise, 'sb9.cluster.test:7999', 'ADVERTISE_ADDR in the start line');
+      assert.match(hs.open.sid, /^[0-9a-f]{12}[\w-]{20}$/, 'with Redis, session ids start with the process\'s tag');
     } finally {
       assert.equal(await stopSwitchboard(sb), 0);
       assertLogLines(sb.lines);
