@@ -69,11 +69,13 @@ func (r *Relay) relayHTTP(w http.ResponseWriter, req *http.Request, tag, target 
 
 	res, err := r.http.RoundTrip(out)
 	if err != nil {
-		if req.Context().Err() != nil {
+		switch {
+		case req.Context().Err() != nil:
 			return true // the client is gone: there is no one to answer
+		case r.ctx.Err() == nil:
+			r.unreachable(tag, target, err)
 		}
-		r.unreachable(tag, target, err)
-		return false
+		return false // the owner did not answer, or the relay closed
 	}
 	defer res.Body.Close()
 	r.copyHeader(w.Header(), res.Header)

@@ -253,7 +253,7 @@ func (r *Relay) stopLoop() bool {
 // before, whose id starts with another process's tag are relayed: polling
 // GET, HEAD and POST, and websocket upgrades.
 func (r *Relay) Serve(w http.ResponseWriter, req *http.Request, sid string) bool {
-	if req.URL.Path != r.opts.Path {
+	if req.URL.Path != r.opts.Path || r.ctx.Err() != nil { // closed: nothing is relayed any more
 		return false
 	}
 	if _, relayed := req.Header[ForwardedHeader]; relayed {

@@ -301,6 +301,14 @@ func TestCloseCancelsRelayedRequests(t *testing.T) {
 	// The owner saw its client go: the session is closed, as for an
 	// aborted GET sent to it directly.
 	waitFor(t, "the owner to close the session", func() bool { return a.echo.closeReason(sid) == "transport error" })
+	// Closed, b relays nothing more, and counts no failure for it.
+	sid = handshake(t, a)
+	if got := request(t, http.MethodPost, pollURL(b, sid), strings.NewReader("6"), nil); got.status != 400 || got.body != sessionUnknown {
+		t.Fatalf("through b after Close: %+v", got)
+	}
+	if st := b.relay.Stats(); st.Relayed.Load() != 0 || st.Unreachable.Load() != 0 || st.UnknownNode.Load() != 0 {
+		t.Fatalf("after Close: relayed %d, unreachable %d, unknown %d; want 0", st.Relayed.Load(), st.Unreachable.Load(), st.UnknownNode.Load())
+	}
 }
 
 func TestMadeUpTagsDoNotGrowTheCache(t *testing.T) {

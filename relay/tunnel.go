@@ -51,10 +51,12 @@ func (r *Relay) tunnel(w http.ResponseWriter, req *http.Request, tag, target str
 	defer stop()
 	owner, err := r.dialer.DialContext(ctx, "tcp", target)
 	if err != nil {
-		if req.Context().Err() != nil {
+		switch {
+		case req.Context().Err() != nil:
 			return true
+		case r.ctx.Err() == nil:
+			r.unreachable(tag, target, err)
 		}
-		r.unreachable(tag, target, err)
 		return false
 	}
 	// The deadline follows ctx for the handshake.
@@ -75,10 +77,12 @@ func (r *Relay) tunnel(w http.ResponseWriter, req *http.Request, tag, target str
 	}
 	if err != nil {
 		_ = owner.Close()
-		if req.Context().Err() != nil {
+		switch {
+		case req.Context().Err() != nil:
 			return true
+		case r.ctx.Err() == nil:
+			r.unreachable(tag, target, err)
 		}
-		r.unreachable(tag, target, err)
 		return false
 	}
 	if res.StatusCode != http.StatusSwitchingProtocols {
