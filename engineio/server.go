@@ -358,7 +358,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err == nil && !preflight && s.opts.ForeignSession != nil {
 		// Before the CORS headers: the answer comes from the session's
 		// owner, with its own.
-		if sid := q.Get("sid"); sid != "" && s.Session(sid) == nil && s.opts.ForeignSession(w, r, sid) {
+		if sid := q.Get("sid"); sid != "" && s.pollTarget(sid) == nil && s.opts.ForeignSession(w, r, sid) {
 			return
 		}
 	}
