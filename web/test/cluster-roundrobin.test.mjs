@@ -209,6 +209,56 @@ describe('round robin in front of three switchboard processes', () => {
       await send(witness, c, 'welcome back');
     }
   });
+
+  it('SIGKILL of an owner: its registration outlives it, yet its sessions are "Session ID unknown" at once and its clients reconnect', async () => {
+    const alive = NODES.filter((n) => sb[n].proc.exitCode === null && sb[n].proc.signalCode === null);
+    assert.equal(alive.length, 2, `after the SIGTERM test: ${alive}`);
+    let polling;
+    for (let i = 0; i < 12 && !polling; i++) {
+      const c = await client(lb.url, 'crash-poll', { mode: 'polling', reconnection: true });
+      if (owner(c) === alive[0]) polling = c;
+      else c.socket.close();
+    }
+    assert.ok(polling, `no polling client owned by ${alive[0]} in 12 tries`);
+    const victim = alive[0];
+    const survivor = alive[1];
+    let witness;
+    for (let i = 0; i < 12 && !witness; i++) {
+      const c = await client(lb.url, 'crash-wit', { mode: 'websocket' });
+      if (owner(c) === survivor) witness = c;
+      else c.socket.close();
+    }
+    assert.ok(witness, `no witness on ${survivor}`);
+    let raw;
+    for (let i = 0; i < 12 && !raw; i++) {
+      const hs = await rawPoll(lb.url);
+      if (hs.node === victim) raw = handshakeSid(hs.body);
+    }
+    assert.ok(raw, `no raw session on ${victim}`);
+
+    const back = new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${polling.id} did not reconnect`)), 30000);
+      polling.socket.once('disconnect', () => polling.socket.once('connect', () => { clearTimeout(t); resolve(); }));
+    });
+    await sb[victim].stop('SIGKILL');
+    // Its registration is still in Redis (it had no chance to remove it),
+    // and the survivor answers its sessions at once all the same.
+    const kv = createClient({ url: redis.url });
+    kv.on('error', () => {});
+    await kv.connect();
+    try {
+      assert.equal(await kv.get('switchboard:node:' + raw.slice(0, 12)), `127.0.0.1:${sb[victim].port}`);
+    } finally { await kv.quit(); }
+    for (let i = 0; i < 3; i++) {
+      const r = await rawPoll(lb.url, { sid: raw });
+      assert.deepEqual([r.status, JSON.parse(r.body), r.node], [400, SESSION_UNKNOWN, survivor], JSON.stringify(r));
+    }
+    await back;
+    polling.sid = polling.socket.io.engine.id;
+    assert.equal(owner(polling), survivor);
+    await send(polling, witness, 'after the crash');
+    await send(witness, polling, 'welcome back');
+  });
 });
 
 // tunneled: the client's websocket upgrade reached another process than the
