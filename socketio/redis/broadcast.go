@@ -414,11 +414,11 @@ func (a *adapter) ServerCount(ctx context.Context) (int, error) {
 	if a.detached || a.c.opts.Publishing != nil && !a.c.opts.Publishing() {
 		return 1, nil
 	}
-	res, err := a.c.pub.PubSubNumSub(ctx, a.reqCh).Result()
+	n, err := countSubscribers(ctx, a.c.pub, false, a.reqCh)
 	if err != nil {
 		return 0, fmt.Errorf("redis adapter: server count: %w", err)
 	}
-	return int(res[a.reqCh]), nil
+	return n, nil
 }
 
 // Close implements socketio.Adapter: the namespace's subscriptions end

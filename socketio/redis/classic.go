@@ -192,7 +192,7 @@ type counters struct {
 // with NewClassic, pass Factory to socketio.Options.Adapter, and Close it
 // after the server.
 type Classic struct {
-	pub  *goredis.Client
+	pub  goredis.UniversalClient
 	opts Options
 	uid  string
 	ps   *goredis.PubSub
@@ -249,8 +249,10 @@ type subOp struct {
 // connections stays in subscribed mode) speaking RESP2, which has no push
 // frames to mishandle (go-redis v9.18 lost messages on RESP3,
 // redis/go-redis#3839). The caller keeps ownership of both clients and
-// closes them after Close.
-func NewClassic(pub, sub *goredis.Client, opts Options) *Classic {
+// closes them after Close. Both may be *goredis.ClusterClient: classic
+// pub/sub works on a Redis Cluster, but every node relays every message
+// to every subscriber, so it does not scale there (Sharded does).
+func NewClassic(pub, sub goredis.UniversalClient, opts Options) *Classic {
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Classic{

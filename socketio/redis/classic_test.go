@@ -31,9 +31,14 @@ var memberships = map[string][]string{
 
 func startCluster(t *testing.T, n int, opts Options) *cluster {
 	t.Helper()
+	return startClusterOf(t, classicKind, n, opts)
+}
+
+func startClusterOf(t *testing.T, kind adapterKind, n int, opts Options) *cluster {
+	t.Helper()
 	cl := &cluster{redis: startRedis(t), clients: map[string]*client{}}
 	for i := range n {
-		cl.nodes = append(cl.nodes, startNode(t, cl.redis, fmt.Sprintf("node%d", i), opts, "/chat"))
+		cl.nodes = append(cl.nodes, startNodeOf(t, kind, cl.redis, fmt.Sprintf("node%d", i), opts, "/chat"))
 	}
 	for i, nd := range cl.nodes {
 		for key, rooms := range memberships {
@@ -89,8 +94,10 @@ func inAny(key string, rooms ...string) bool {
 	return false
 }
 
-func TestBroadcastReachesEveryProcessExactlyOnce(t *testing.T) {
-	cl := startCluster(t, 3, Options{})
+func TestBroadcastReachesEveryProcessExactlyOnce(t *testing.T) { forEachKind(t, testBroadcastReachesEveryProcessExactlyOnce) }
+
+func testBroadcastReachesEveryProcessExactlyOnce(t *testing.T, kind adapterKind) {
+	cl := startClusterOf(t, kind, 3, Options{})
 	chat := func(i int) *socketio.Namespace { return cl.nodes[i].nsp("/chat") }
 	target := cl.clients["none@2"]
 
@@ -142,7 +149,7 @@ func TestBroadcastReachesEveryProcessExactlyOnce(t *testing.T) {
 	}
 	// A room held nowhere is dropped unread by the other processes.
 	for i, nd := range cl.nodes {
-		if nd.classic.Stats().Ignored == 0 {
+		if nd.adapter.Stats().Ignored == 0 {
 			t.Errorf("node%d ignored nothing", i)
 		}
 		if nd.errors.Load() != 0 {
@@ -151,8 +158,10 @@ func TestBroadcastReachesEveryProcessExactlyOnce(t *testing.T) {
 	}
 }
 
-func TestFetchSocketsAcrossProcesses(t *testing.T) {
-	cl := startCluster(t, 3, Options{})
+func TestFetchSocketsAcrossProcesses(t *testing.T) { forEachKind(t, testFetchSocketsAcrossProcesses) }
+
+func testFetchSocketsAcrossProcesses(t *testing.T, kind adapterKind) {
+	cl := startClusterOf(t, kind, 3, Options{})
 	ctx := ctxTimeout(t, 10*time.Second)
 
 	all, err := cl.nodes[0].nsp("/chat").FetchSockets(ctx)
@@ -231,8 +240,10 @@ func TestAllRoomsAcrossProcesses(t *testing.T) {
 	}
 }
 
-func TestSocketsJoinLeaveDisconnectAcrossProcesses(t *testing.T) {
-	cl := startCluster(t, 3, Options{})
+func TestSocketsJoinLeaveDisconnectAcrossProcesses(t *testing.T) { forEachKind(t, testSocketsJoinLeaveDisconnectAcrossProcesses) }
+
+func testSocketsJoinLeaveDisconnectAcrossProcesses(t *testing.T, kind adapterKind) {
+	cl := startClusterOf(t, kind, 3, Options{})
 	ctx := ctxTimeout(t, 10*time.Second)
 	chat := cl.nodes[0].nsp("/chat")
 
@@ -240,6 +251,11 @@ func TestSocketsJoinLeaveDisconnectAcrossProcesses(t *testing.T) {
 	// anything this process publishes afterwards.
 	if err := chat.To("a").Except("x").SocketsJoin(ctx, "joined", "joined-too"); err != nil {
 		t.Fatal(err)
+	}
+	if kind == shardedKind {
+		// A room joined from afar is reachable on a process once it has
+		// subscribed to the room's channel (Node's dynamic mode too).
+		waitShardSubscribers(t, cl.redis.client(t), "socket.io#/chat#joined#", 3)
 	}
 	if err := chat.To("joined").Emit("to-joined"); err != nil {
 		t.Fatal(err)
@@ -275,8 +291,10 @@ func TestSocketsJoinLeaveDisconnectAcrossProcesses(t *testing.T) {
 	}
 }
 
-func TestServerSideEmit(t *testing.T) {
-	cl := startCluster(t, 3, Options{})
+func TestServerSideEmit(t *testing.T) { forEachKind(t, testServerSideEmit) }
+
+func testServerSideEmit(t *testing.T, kind adapterKind) {
+	cl := startClusterOf(t, kind, 3, Options{})
 	ctx := ctxTimeout(t, 10*time.Second)
 	type got struct {
 		node int
@@ -330,8 +348,10 @@ func TestServerSideEmit(t *testing.T) {
 	}
 }
 
-func TestServerSideEmitWithAckTimesOut(t *testing.T) {
-	cl := startCluster(t, 3, Options{RequestsTimeout: 300 * time.Millisecond})
+func TestServerSideEmitWithAckTimesOut(t *testing.T) { forEachKind(t, testServerSideEmitWithAckTimesOut) }
+
+func testServerSideEmitWithAckTimesOut(t *testing.T, kind adapterKind) {
+	cl := startClusterOf(t, kind, 3, Options{RequestsTimeout: 300 * time.Millisecond})
 	ctx := ctxTimeout(t, 10*time.Second)
 	// Node 1 answers, node 2 does not.
 	cl.nodes[1].nsp("/chat").OnServerSideEmit(func(_ []any, ack func(any)) { ack("one") })
@@ -348,8 +368,10 @@ func TestServerSideEmitWithAckTimesOut(t *testing.T) {
 	}
 }
 
-func TestBroadcastWithAcksAcrossProcesses(t *testing.T) {
-	cl := startCluster(t, 3, Options{})
+func TestBroadcastWithAcksAcrossProcesses(t *testing.T) { forEachKind(t, testBroadcastWithAcksAcrossProcesses) }
+
+func testBroadcastWithAcksAcrossProcesses(t *testing.T, kind adapterKind) {
+	cl := startClusterOf(t, kind, 3, Options{})
 	ctx := ctxTimeout(t, 10*time.Second)
 	for name, c := range cl.clients {
 		c.onAck = func(e event) []any { return []any{name + ":" + e.args[0].(string)} }
@@ -420,10 +442,12 @@ func TestSpecificResponseChannel(t *testing.T) {
 // TestBinaryAcrossProcesses: binary data travels as msgpack bin and
 // reaches a client on another process as an attachment; a time.Time
 // arrives as JavaScript's ISO string.
-func TestBinaryAcrossProcesses(t *testing.T) {
+func TestBinaryAcrossProcesses(t *testing.T) { forEachKind(t, testBinaryAcrossProcesses) }
+
+func testBinaryAcrossProcesses(t *testing.T, kind adapterKind) {
 	r := startRedis(t)
-	n0 := startNode(t, r, "node0", Options{}, "/chat")
-	n1 := startNode(t, r, "node1", Options{}, "/chat")
+	n0 := startNodeOf(t, kind, r, "node0", Options{}, "/chat")
+	n1 := startNodeOf(t, kind, r, "node1", Options{}, "/chat")
 	c1 := dial(t, n1, "c1", "/chat", map[string]any{"rooms": []string{"a"}})
 	at := time.UnixMilli(1700000000120)
 	if err := n0.nsp("/chat").To("a").Emit("bin", []byte{1, 2, 3}, map[string]any{"at": at, "raw": []byte{}}); err != nil {

@@ -120,9 +120,11 @@ func testLogger() *slog.Logger {
 type node struct {
 	t       *testing.T
 	name    string
-	pub     *goredis.Client
-	sub     *goredis.Client
-	classic *Classic
+	pub     goredis.UniversalClient
+	sub     goredis.UniversalClient
+	classic *Classic // one of these two
+	sharded *Sharded
+	adapter nodeAdapter
 	io      *socketio.Server
 	http    *httptest.Server
 
@@ -133,11 +135,48 @@ type node struct {
 	closeOnce sync.Once
 }
 
+// nodeAdapter is what the tests need of Classic and Sharded.
+type nodeAdapter interface {
+	Factory() socketio.AdapterFactory
+	WaitSubscribed(ctx context.Context) error
+	Subscribed() bool
+	Stats() Stats
+	UID() string
+	Close() error
+}
+
+// adapterKind picks the adapter of a test node.
+type adapterKind string
+
+const (
+	classicKind adapterKind = "classic"
+	shardedKind adapterKind = "sharded"
+)
+
+// forEachKind runs a test against both adapters.
+func forEachKind(t *testing.T, test func(t *testing.T, kind adapterKind)) {
+	for _, kind := range []adapterKind{classicKind, shardedKind} {
+		t.Run(string(kind), func(t *testing.T) { test(t, kind) })
+	}
+}
+
 func startNode(t *testing.T, r *redisProc, name string, opts Options, nsps ...string) *node {
 	t.Helper()
-	n := &node{t: t, name: name}
-	n.pub = goredis.NewClient(&goredis.Options{Addr: r.addr(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: 1})
-	n.sub = goredis.NewClient(&goredis.Options{Addr: r.addr(), Protocol: 2, DialTimeout: time.Second})
+	return startNodeOf(t, classicKind, r, name, opts, nsps...)
+}
+
+// startNodeOf starts a node with the adapter of kind on the one Redis r.
+func startNodeOf(t *testing.T, kind adapterKind, r *redisProc, name string, opts Options, nsps ...string) *node {
+	t.Helper()
+	pub := goredis.NewClient(&goredis.Options{Addr: r.addr(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: 1})
+	sub := goredis.NewClient(&goredis.Options{Addr: r.addr(), Protocol: 2, DialTimeout: time.Second})
+	return startNodeWith(t, kind, pub, sub, name, opts, nsps...)
+}
+
+// startNodeWith starts a node over the given clients, which it closes.
+func startNodeWith(t *testing.T, kind adapterKind, pub, sub goredis.UniversalClient, name string, opts Options, nsps ...string) *node {
+	t.Helper()
+	n := &node{t: t, name: name, pub: pub, sub: sub}
 	if opts.Logger == nil {
 		opts.Logger = testLogger().With("node", name)
 	}
@@ -149,8 +188,18 @@ func startNode(t *testing.T, r *redisProc, name string, opts Options, nsps ...st
 			n.errMu.Unlock()
 		}
 	}
-	n.classic = NewClassic(n.pub, n.sub, opts)
-	srv, err := socketio.NewServer(engineioOptions(), socketio.Options{Adapter: n.classic.Factory(), Logger: opts.Logger})
+	switch kind {
+	case shardedKind:
+		sh, err := NewSharded(n.pub, n.sub, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.sharded, n.adapter = sh, sh
+	default:
+		n.classic = NewClassic(n.pub, n.sub, opts)
+		n.adapter = n.classic
+	}
+	srv, err := socketio.NewServer(engineioOptions(), socketio.Options{Adapter: n.adapter.Factory(), Logger: opts.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +224,7 @@ func startNode(t *testing.T, r *redisProc, name string, opts Options, nsps ...st
 	t.Cleanup(n.close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := n.classic.WaitSubscribed(ctx); err != nil {
+	if err := n.adapter.WaitSubscribed(ctx); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return n
@@ -189,14 +238,14 @@ func engineioOptions() engineio.Options {
 func (n *node) nsp(name string) *socketio.Namespace { return n.io.Of(name) }
 
 // close shuts the node down in the server's order: Socket.IO (with its
-// adapters), then the Classic, then the clients.
+// adapters), then the Classic or Sharded, then the clients.
 func (n *node) close() {
 	n.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = n.io.Close(ctx)
 		n.http.Close()
-		if err := n.classic.Close(); err != nil {
+		if err := n.adapter.Close(); err != nil {
 			n.t.Errorf("%s: close: %v", n.name, err)
 		}
 		_ = n.pub.Close()

@@ -20,6 +20,7 @@ type outMsg struct {
 	kind    msgKind
 	channel string
 	payload []byte
+	sharded bool // SPUBLISH (the sharded adapter) instead of PUBLISH
 }
 
 // writer publishes the adapter's messages from one goroutine.
@@ -48,7 +49,7 @@ type outMsg struct {
 // The client's retries apply to pipelines: a pipeline whose reply was lost
 // after Redis ran it may be sent again (the server configures one retry).
 type writer struct {
-	client  *goredis.Client
+	client  goredis.UniversalClient
 	timeout time.Duration
 	cnt     *counters
 	report  func(error)
@@ -62,7 +63,7 @@ type writer struct {
 	done  chan struct{} // closed when run returns
 }
 
-func newWriter(client *goredis.Client, opts Options, cnt *counters, report func(error)) *writer {
+func newWriter(client goredis.UniversalClient, opts Options, cnt *counters, report func(error)) *writer {
 	ctx, abort := context.WithCancel(context.Background())
 	return &writer{
 		client:  client,
@@ -121,7 +122,11 @@ func (w *writer) flush(batch []outMsg) {
 	defer cancel()
 	pipe := w.client.Pipeline()
 	for _, m := range batch {
-		pipe.Publish(ctx, m.channel, m.payload)
+		if m.sharded {
+			pipe.SPublish(ctx, m.channel, m.payload)
+		} else {
+			pipe.Publish(ctx, m.channel, m.payload)
+		}
 	}
 	cmds, err := pipe.Exec(ctx)
 	failed := 0
