@@ -94,7 +94,9 @@ func inAny(key string, rooms ...string) bool {
 	return false
 }
 
-func TestBroadcastReachesEveryProcessExactlyOnce(t *testing.T) { forEachKind(t, testBroadcastReachesEveryProcessExactlyOnce) }
+func TestBroadcastReachesEveryProcessExactlyOnce(t *testing.T) {
+	forEachKind(t, testBroadcastReachesEveryProcessExactlyOnce)
+}
 
 func testBroadcastReachesEveryProcessExactlyOnce(t *testing.T, kind adapterKind) {
 	cl := startClusterOf(t, kind, 3, Options{})
@@ -240,7 +242,9 @@ func TestAllRoomsAcrossProcesses(t *testing.T) {
 	}
 }
 
-func TestSocketsJoinLeaveDisconnectAcrossProcesses(t *testing.T) { forEachKind(t, testSocketsJoinLeaveDisconnectAcrossProcesses) }
+func TestSocketsJoinLeaveDisconnectAcrossProcesses(t *testing.T) {
+	forEachKind(t, testSocketsJoinLeaveDisconnectAcrossProcesses)
+}
 
 func testSocketsJoinLeaveDisconnectAcrossProcesses(t *testing.T, kind adapterKind) {
 	cl := startClusterOf(t, kind, 3, Options{})
@@ -348,7 +352,9 @@ func testServerSideEmit(t *testing.T, kind adapterKind) {
 	}
 }
 
-func TestServerSideEmitWithAckTimesOut(t *testing.T) { forEachKind(t, testServerSideEmitWithAckTimesOut) }
+func TestServerSideEmitWithAckTimesOut(t *testing.T) {
+	forEachKind(t, testServerSideEmitWithAckTimesOut)
+}
 
 func testServerSideEmitWithAckTimesOut(t *testing.T, kind adapterKind) {
 	cl := startClusterOf(t, kind, 3, Options{RequestsTimeout: 300 * time.Millisecond})
@@ -368,7 +374,9 @@ func testServerSideEmitWithAckTimesOut(t *testing.T, kind adapterKind) {
 	}
 }
 
-func TestBroadcastWithAcksAcrossProcesses(t *testing.T) { forEachKind(t, testBroadcastWithAcksAcrossProcesses) }
+func TestBroadcastWithAcksAcrossProcesses(t *testing.T) {
+	forEachKind(t, testBroadcastWithAcksAcrossProcesses)
+}
 
 func testBroadcastWithAcksAcrossProcesses(t *testing.T, kind adapterKind) {
 	cl := startClusterOf(t, kind, 3, Options{})
