@@ -80,6 +80,7 @@ type App struct {
 	verifier TokenVerifier
 	logger   *slog.Logger
 	observer Observer
+	remote   func() bool
 	now      func() time.Time
 	rate     float64
 	burst    int
@@ -137,6 +138,7 @@ func New(cfg Config) (*App, error) {
 		verifier: cfg.Verifier,
 		logger:   cfg.Logger,
 		observer: cfg.Observer,
+		remote:   cfg.Remote,
 		now:      cfg.Now,
 		rate:     cfg.RateLimit,
 		burst:    cfg.RateBurst,

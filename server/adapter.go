@@ -27,8 +27,8 @@ const (
 // redisLink owns the Redis clients behind the Socket.IO adapter and knows
 // whether Redis answers.
 type redisLink struct {
-	pub, sub *goredis.Client
-	adapter  *redisadapter.Classic
+	pub, sub goredis.UniversalClient // *goredis.Client, or *goredis.ClusterClient with REDIS_CLUSTER=1
+	adapter  redisAdapter
 	ctx      context.Context
 	dialer   *backoffDialer
 	cancel   context.CancelFunc
@@ -52,8 +52,22 @@ type redisLink struct {
 	done      chan struct{}
 }
 
-func newRedisLink(rawURL string, logger *slog.Logger, onError func()) (*redisLink, error) {
-	opt, err := goredis.ParseURL(rawURL)
+// redisAdapter is what the server needs of the Redis adapters
+// (redisadapter.Classic and redisadapter.Sharded).
+type redisAdapter interface {
+	Factory() socketio.AdapterFactory
+	Subscribed() bool
+	Stats() redisadapter.Stats
+	Close() error
+}
+
+var (
+	_ redisAdapter = (*redisadapter.Classic)(nil)
+	_ redisAdapter = (*redisadapter.Sharded)(nil)
+)
+
+func newRedisLink(cfg *Config, logger *slog.Logger, onError func()) (*redisLink, error) {
+	opt, err := goredis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("redis url: %w", err)
 	}
@@ -74,8 +88,6 @@ func newRedisLink(rawURL string, logger *slog.Logger, onError func()) (*redisLin
 
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &redisLink{
-		pub:     goredis.NewClient(opt),
-		sub:     goredis.NewClient(&subOpt),
 		cancel:  cancel,
 		logger:  logger,
 		onError: onError,
@@ -83,16 +95,53 @@ func newRedisLink(rawURL string, logger *slog.Logger, onError func()) (*redisLin
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	if cfg.RedisCluster {
+		l.pub = goredis.NewClusterClient(clusterOptions(opt))
+		l.sub = goredis.NewClusterClient(clusterOptions(&subOpt))
+	} else {
+		l.pub = goredis.NewClient(opt)
+		l.sub = goredis.NewClient(&subOpt)
+	}
 	l.ctx = ctx
-	l.adapter = redisadapter.NewClassic(l.pub, l.sub, redisadapter.Options{
+	aopts := redisadapter.Options{
 		// While the probe says Redis is down, deliveries stay on this
 		// process instead of waiting on a publish that cannot succeed.
 		Publishing: l.publishing,
 		OnError:    l.adapterError,
 		Logger:     logger,
-	})
+	}
+	if cfg.RedisAdapter == AdapterSharded {
+		sharded, err := redisadapter.NewSharded(l.pub, l.sub, aopts)
+		if err != nil {
+			cancel()
+			return nil, errors.Join(err, l.pub.Close(), l.sub.Close())
+		}
+		l.adapter = sharded
+	} else {
+		l.adapter = redisadapter.NewClassic(l.pub, l.sub, aopts)
+	}
 	l.setDown("not probed yet")
 	return l, nil
+}
+
+// clusterOptions are the options of a Redis Cluster client whose nodes'
+// clients are configured as opt (REDIS_URL names the seed node: the
+// client discovers the rest, follows MOVED and reloads the slot map after
+// a failover).
+func clusterOptions(opt *goredis.Options) *goredis.ClusterOptions {
+	return &goredis.ClusterOptions{
+		Addrs:        []string{opt.Addr},
+		Username:     opt.Username,
+		Password:     opt.Password,
+		TLSConfig:    opt.TLSConfig,
+		Dialer:       opt.Dialer,
+		Protocol:     opt.Protocol,
+		DialTimeout:  opt.DialTimeout,
+		ReadTimeout:  opt.ReadTimeout,
+		WriteTimeout: opt.WriteTimeout,
+		PoolTimeout:  opt.PoolTimeout,
+		MaxRetries:   opt.MaxRetries,
+	}
 }
 
 // TCP keepalive of the subscriber's connections: the kernel gives up on one
@@ -146,7 +195,7 @@ func (l *redisLink) run() {
 func (l *redisLink) probe() {
 	ctx, cancel := context.WithTimeout(l.ctx, redisOpTimeout)
 	defer cancel()
-	err := l.pub.Ping(ctx).Err()
+	err := ping(ctx, l.pub)
 	if err != nil {
 		l.setDown(err.Error())
 		l.down.Store(true)
@@ -164,6 +213,31 @@ func (l *redisLink) probe() {
 	} else {
 		l.logger.Info("redis connected")
 	}
+}
+
+// ping asks Redis for a sign of life. A cluster answers while any of its
+// masters does: a failover (or a node down) leaves the other slots
+// working, and deliveries through them should go on.
+func ping(ctx context.Context, c goredis.UniversalClient) error {
+	cc, ok := c.(*goredis.ClusterClient)
+	if !ok {
+		return c.Ping(ctx).Err()
+	}
+	var answered atomic.Int64
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+		err := node.Ping(ctx).Err()
+		if err == nil {
+			answered.Add(1)
+		}
+		return err
+	})
+	if answered.Load() > 0 {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("the cluster has no master")
+	}
+	return err
 }
 
 func (l *redisLink) setDown(reason string) {

@@ -22,6 +22,12 @@ type Config struct {
 	// RedisURL is redis://[:password@]host:port/db; "" runs one process
 	// with the in-memory adapter.
 	RedisURL string
+	// RedisAdapter is the adapter's wire format: "classic" (also "") or
+	// "sharded" (Redis 7 sharded pub/sub, one subscription per room held).
+	RedisAdapter string
+	// RedisCluster: RedisURL names one seed node of a Redis Cluster
+	// (database 0); false is one Redis.
+	RedisCluster bool
 
 	// JWTSecret is the HS256 secret. Empty means development mode: a random
 	// per-process secret, dev tokens on and permissive CORS by default.
@@ -75,11 +81,12 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
 	bad := func(k, why string) error { return &ConfigError{Variable: k, Value: get(k), Reason: why} }
 	c := Config{
-		Addr:      get("ADDR"),
-		RedisURL:  get("REDIS_URL"),
-		APIKey:    get("API_KEY"),
-		NodeID:    get("NODE_ID"),
-		DebugAddr: get("DEBUG_ADDR"),
+		Addr:         get("ADDR"),
+		RedisURL:     get("REDIS_URL"),
+		RedisAdapter: strings.ToLower(get("REDIS_ADAPTER")),
+		APIKey:       get("API_KEY"),
+		NodeID:       get("NODE_ID"),
+		DebugAddr:    get("DEBUG_ADDR"),
 
 		AdvertiseAddr: get("ADVERTISE_ADDR"),
 	}
@@ -116,6 +123,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 	} else if c.DevMode {
 		c.CORSOrigins = []string{"*"}
+	}
+
+	switch strings.ToLower(get("REDIS_CLUSTER")) {
+	case "", "0", "false", "off", "no":
+	case "1", "true", "on", "yes":
+		c.RedisCluster = true
+	default:
+		return c, bad("REDIS_CLUSTER", "want 1 or 0")
 	}
 
 	var err error
@@ -155,9 +170,14 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.RedisURL != "" {
-		if err := checkRedisURL(c.RedisURL); err != nil {
-			return bad("REDIS_URL", c.RedisURL, err.Error())
+		if err := checkRedisURL(c.RedisURL, c.RedisCluster); err != nil {
+			return bad("REDIS_URL", redactURL(c.RedisURL), err.Error())
 		}
+	}
+	switch c.RedisAdapter {
+	case "", AdapterClassic, AdapterSharded:
+	default:
+		return bad("REDIS_ADAPTER", c.RedisAdapter, "want classic or sharded")
 	}
 	if c.DebugAddr != "" {
 		if err := checkAddr(c.DebugAddr); err != nil {
@@ -260,7 +280,22 @@ func checkAddr(addr string) error {
 	return nil
 }
 
-func checkRedisURL(raw string) error {
+// The values of REDIS_ADAPTER.
+const (
+	AdapterClassic = "classic"
+	AdapterSharded = "sharded"
+)
+
+// redactURL hides a URL's password: a bad REDIS_URL is named in the log.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
+}
+
+func checkRedisURL(raw string, cluster bool) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("not a URL")
@@ -277,8 +312,12 @@ func checkRedisURL(raw string) error {
 		}
 	}
 	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
-		if _, err := strconv.Atoi(db); err != nil {
+		n, err := strconv.Atoi(db)
+		if err != nil {
 			return fmt.Errorf("database must be a number")
+		}
+		if cluster && n != 0 {
+			return fmt.Errorf("a Redis Cluster has database 0 only (REDIS_CLUSTER=1)")
 		}
 	}
 	return nil

@@ -92,6 +92,12 @@ func TestConfigGoodValues(t *testing.T) {
 		{map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0"}, func(c server.Config) bool { return c.RedisURL == "redis://127.0.0.1:6379/0" }},
 		{map[string]string{"REDIS_URL": "redis://:pw@redis:6380/2"}, func(c server.Config) bool { return c.RedisURL == "redis://:pw@redis:6380/2" }},
 		{map[string]string{"REDIS_URL": "redis://redis"}, func(c server.Config) bool { return c.RedisURL == "redis://redis" }},
+		{map[string]string{}, func(c server.Config) bool { return c.RedisAdapter == "" && !c.RedisCluster }},
+		{map[string]string{"REDIS_ADAPTER": "Sharded"}, func(c server.Config) bool { return c.RedisAdapter == "sharded" }},
+		{map[string]string{"REDIS_ADAPTER": "classic"}, func(c server.Config) bool { return c.RedisAdapter == "classic" }},
+		{map[string]string{"REDIS_CLUSTER": "1", "REDIS_URL": "redis://seed:7000"}, func(c server.Config) bool { return c.RedisCluster }},
+		{map[string]string{"REDIS_CLUSTER": "yes", "REDIS_URL": "redis://seed:7000/0"}, func(c server.Config) bool { return c.RedisCluster }},
+		{map[string]string{"REDIS_CLUSTER": "off"}, func(c server.Config) bool { return !c.RedisCluster }},
 		{map[string]string{"API_KEY": "k"}, func(c server.Config) bool { return c.APIKey == "k" }},
 		{map[string]string{"MAX_PAYLOAD_BYTES": "1"}, func(c server.Config) bool { return c.MaxPayloadBytes == 1 }},
 		{map[string]string{"PING_INTERVAL": "1500ms", "PING_TIMEOUT": "2m"}, func(c server.Config) bool {
@@ -144,6 +150,10 @@ func TestConfigBadValues(t *testing.T) {
 		{"REDIS_URL", "redis://"},
 		{"REDIS_URL", "::"},
 		{"REDIS_URL", "localhost:6379"},
+		{"REDIS_ADAPTER", "streams"},
+		{"REDIS_ADAPTER", "sharded-private"},
+		{"REDIS_CLUSTER", "2"},
+		{"REDIS_CLUSTER", "cluster"},
 		{"PING_INTERVAL", "soon"},
 		{"PING_INTERVAL", "-1s"},
 		{"PING_INTERVAL", "0"},
@@ -179,6 +189,19 @@ func TestConfigBadValues(t *testing.T) {
 			_, err := server.ConfigFromEnv(env(map[string]string{tt.variable: tt.value, "JWT_SECRET": secret}))
 			t.Run(tt.variable+"="+tt.value, func(t *testing.T) { wantConfigError(t, err, tt.variable) })
 		}
+	}
+}
+
+// A Redis Cluster has database 0 only; the password of a bad REDIS_URL is
+// not repeated in the error.
+func TestConfigRedisClusterURL(t *testing.T) {
+	_, err := server.ConfigFromEnv(env(map[string]string{"REDIS_URL": "redis://:hush@seed:7000/2", "REDIS_CLUSTER": "1"}))
+	wantConfigError(t, err, "REDIS_URL")
+	if strings.Contains(err.Error(), "hush") {
+		t.Fatalf("the password is in %q", err)
+	}
+	if _, err := server.ConfigFromEnv(env(map[string]string{"REDIS_URL": "redis://seed:7000/2"})); err != nil {
+		t.Fatalf("database 2 of one Redis: %v", err)
 	}
 }
 

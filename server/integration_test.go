@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"reflect"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,9 +90,19 @@ func postEvents(t *testing.T, srv *Server, key string, body any) (int, map[strin
 // handlers and of /api/events reaches every device exactly once. The v3.0.2
 // Redis adapter drops multi-room broadcasts between processes; this proves
 // the per-room dispatch carries everything.
+//
+// With REDIS_ADAPTER=sharded each process subscribes to a user's room when
+// the user connects there, before the CONNECT reply: bob is reachable from
+// process a as soon as his client has connected to b.
 func TestClusterDeliversEachMessageExactlyOnce(t *testing.T) {
+	for _, adapter := range []string{AdapterClassic, AdapterSharded} {
+		t.Run(adapter, func(t *testing.T) { testClusterDeliversEachMessageExactlyOnce(t, adapter) })
+	}
+}
+
+func testClusterDeliversEachMessageExactlyOnce(t *testing.T, adapter string) {
 	redis := startRedis(t)
-	withRedis := func(c *Config) { c.RedisURL = redis.url() }
+	withRedis := func(c *Config) { c.RedisURL, c.RedisAdapter = redis.url(), adapter }
 	a, b := startServer(t, withRedis), startServer(t, withRedis)
 	connectCluster(t, a, b)
 
@@ -163,6 +175,52 @@ func TestClusterDeliversEachMessageExactlyOnce(t *testing.T) {
 			t.Fatalf("phone: a duplicate arrived before the markers: %v", got)
 		}
 	}
+
+	// The adapter's counters: b holds the rooms of probe, alice and bob.
+	metrics := scrape(t, b)
+	rooms := 0.0
+	if adapter == AdapterSharded {
+		rooms = 3
+	}
+	for name, want := range map[string]float64{
+		"switchboard_adapter_room_subscriptions":          rooms,
+		"switchboard_adapter_subscriptions_pending":       0,
+		"switchboard_adapter_subscription_failures_total": 0,
+	} {
+		if metrics[name] != want {
+			t.Errorf("%s = %v, want %v", name, metrics[name], want)
+		}
+	}
+	for _, name := range []string{
+		`switchboard_adapter_messages_published_total{kind="broadcast"}`,
+		`switchboard_adapter_messages_received_total{kind="broadcast"}`,
+	} {
+		if metrics[name] < 1 {
+			t.Errorf("%s = %v, want at least 1", name, metrics[name])
+		}
+	}
+}
+
+// scrape reads a server's /metrics into sample → value.
+func scrape(t *testing.T, srv *Server) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(srv.baseURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
 }
 
 // Redis goes away: both processes keep serving, readiness says why, local

@@ -27,7 +27,7 @@ func TestSubscriberConnectionsProbeTheirPeer(t *testing.T) {
 		}
 	}()
 
-	link, err := newRedisLink("redis://"+ln.Addr().String()+"/0", slog.New(slog.NewJSONHandler(io.Discard, nil)), func() {})
+	link, err := newRedisLink(&Config{RedisURL: "redis://" + ln.Addr().String() + "/0"}, slog.New(slog.NewJSONHandler(io.Discard, nil)), func() {})
 	if err != nil {
 		t.Fatal(err)
 	}

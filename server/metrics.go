@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-rt/switchboard/handlers"
 	"github.com/switchboard-rt/switchboard/namespaces"
 	"github.com/switchboard-rt/switchboard/relay"
+	redisadapter "github.com/switchboard-rt/switchboard/socketio/redis"
 )
 
 // metrics writes the Prometheus text format (0.0.4) itself. The Prometheus
@@ -321,4 +322,33 @@ func parseStatus(r io.Reader) (rss, vsz float64, ok bool) {
 		}
 	}
 	return rss, vsz, found == 2
+}
+
+// writeAdapterMetrics writes the Redis adapter's counters.
+func writeAdapterMetrics(e *expo, a redisAdapter) {
+	st := a.Stats()
+	kinds := func(name, help string, k redisadapter.KindStats) {
+		e.family(name, "counter", help)
+		e.sample(name, [][2]string{{"kind", "broadcast"}}, float64(k.Broadcasts))
+		e.sample(name, [][2]string{{"kind", "request"}}, float64(k.Requests))
+		e.sample(name, [][2]string{{"kind", "response"}}, float64(k.Responses))
+	}
+	kinds("switchboard_adapter_messages_published_total",
+		"Messages the Redis adapter published, by kind (broadcast; request: joins, leaves, fetches, server-side emits, broadcasts with acknowledgements in the classic format; response).",
+		st.Published)
+	kinds("switchboard_adapter_messages_received_total",
+		"Messages the Redis adapter read from its subscriptions, by kind, its own echoes and those for rooms it no longer holds included.",
+		st.Received)
+	e.family("switchboard_adapter_messages_ignored_total", "counter", "Messages read and dropped: this process's own, for rooms it does not hold, answers to other processes.")
+	e.sample("switchboard_adapter_messages_ignored_total", nil, float64(st.Ignored))
+	var subs redisadapter.SubscriptionStats
+	if sh, ok := a.(*redisadapter.Sharded); ok {
+		subs = sh.Subscriptions()
+	}
+	e.family("switchboard_adapter_room_subscriptions", "gauge", "Room channels subscribed and confirmed by Redis (REDIS_ADAPTER=sharded; the classic adapter has one pattern for all rooms: 0).")
+	e.sample("switchboard_adapter_room_subscriptions", nil, float64(subs.Rooms))
+	e.family("switchboard_adapter_subscriptions_pending", "gauge", "Channels wanted and not yet confirmed by Redis (sharded): their messages are missed until they are.")
+	e.sample("switchboard_adapter_subscriptions_pending", nil, float64(subs.Pending))
+	e.family("switchboard_adapter_subscription_failures_total", "counter", "Subscriptions that failed, were dropped by Redis (a slot moved) or lost with their connection (sharded); each is retried with backoff.")
+	e.sample("switchboard_adapter_subscription_failures_total", nil, float64(subs.Failures))
 }

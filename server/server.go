@@ -80,11 +80,12 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 		nsCfg.AllowOrigin = s.allowOrigin
 	}
 	if cfg.RedisURL != "" {
-		link, err := newRedisLink(cfg.RedisURL, logger, func() { s.metrics.adapterErrors.Add(1) })
+		link, err := newRedisLink(&cfg, logger, func() { s.metrics.adapterErrors.Add(1) })
 		if err != nil {
 			return nil, err
 		}
 		s.redis = link
+		s.metrics.extra = append(s.metrics.extra, func(e *expo) { writeAdapterMetrics(e, link.adapter) })
 		nsCfg.Adapter = link.builder()
 		nsCfg.Remote = link.publishing
 		if err := s.newRelay(&nsCfg); err != nil {
