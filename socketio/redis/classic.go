@@ -274,6 +274,7 @@ func NewClassic(pub, sub goredis.UniversalClient, opts Options) *Classic {
 	// Without channels, go-redis connects on first use, in the receiver.
 	c.ps = sub.Subscribe(ctx)
 	c.w = newWriter(pub, opts, &c.cnt, c.reportError)
+	c.w.pinKey = opts.Key
 	c.wg.Add(4)
 	go func() { defer c.wg.Done(); c.w.run() }()
 	go c.receive()

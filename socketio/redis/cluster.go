@@ -33,3 +33,19 @@ func countSubscribers(ctx context.Context, client goredis.UniversalClient, shard
 	n, err := one(ctx, client)
 	return int(n), err
 }
+
+// pipelineFor is the pipeline the writer publishes with. On a Redis
+// Cluster, classic PUBLISHes (pinKey set) all go through the master that
+// owns pinKey's slot: any node relays a PUBLISH to the whole cluster, but
+// go-redis sends a keyless command to a random node, and two messages of
+// this process sent through two nodes could reach a subscriber in the
+// wrong order (a join after the broadcast that follows it). SPUBLISH is
+// routed by its channel's slot, as it must be.
+func pipelineFor(ctx context.Context, client goredis.UniversalClient, pinKey string) goredis.Pipeliner {
+	if cc, ok := client.(*goredis.ClusterClient); ok && pinKey != "" {
+		if node, err := cc.MasterForKey(ctx, pinKey); err == nil {
+			return node.Pipeline()
+		}
+	}
+	return client.Pipeline()
+}

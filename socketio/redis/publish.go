@@ -50,6 +50,7 @@ type outMsg struct {
 // after Redis ran it may be sent again (the server configures one retry).
 type writer struct {
 	client  goredis.UniversalClient
+	pinKey  string // see pipelineFor; "" for sharded publishes
 	timeout time.Duration
 	cnt     *counters
 	report  func(error)
@@ -120,7 +121,7 @@ func (w *writer) run() {
 func (w *writer) flush(batch []outMsg) {
 	ctx, cancel := context.WithTimeout(w.ctx, w.timeout)
 	defer cancel()
-	pipe := w.client.Pipeline()
+	pipe := pipelineFor(ctx, w.client, w.pinKey)
 	for _, m := range batch {
 		if m.sharded {
 			pipe.SPublish(ctx, m.channel, m.payload)

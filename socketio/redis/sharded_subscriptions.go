@@ -213,13 +213,21 @@ func (s *Sharded) round() (failed, pending bool) {
 	}
 	if refresh && s.cluster != nil {
 		// Reload the slot map (synchronously: go-redis's own reload is
-		// lazy) before routing the channels again.
-		ctx, cancel := context.WithTimeout(s.ctx, s.opts.PublishTimeout)
-		err := s.cluster.ForEachMaster(ctx, func(context.Context, *goredis.Client) error { return nil })
-		cancel()
-		if err != nil && s.ctx.Err() == nil {
-			failed = true
-			errs = append(errs, fmt.Errorf("reload the cluster's slots: %w", err))
+		// lazy) before routing the channels again; the publishing
+		// client's too, so that it stops sending to a node that is gone
+		// by the time the channels are subscribed again.
+		clients := []*goredis.ClusterClient{s.cluster}
+		if pc, ok := s.pub.(*goredis.ClusterClient); ok && pc != s.cluster {
+			clients = append(clients, pc)
+		}
+		for _, cc := range clients {
+			ctx, cancel := context.WithTimeout(s.ctx, s.opts.PublishTimeout)
+			err := cc.ForEachMaster(ctx, func(context.Context, *goredis.Client) error { return nil })
+			cancel()
+			if err != nil && s.ctx.Err() == nil {
+				failed = true
+				errs = append(errs, fmt.Errorf("reload the cluster's slots: %w", err))
+			}
 		}
 	}
 	var down map[string]bool // nodes that failed in this round: not tried again in it
@@ -409,7 +417,7 @@ func (s *Sharded) subscription(nc *nodeConn, m *goredis.Subscription) {
 	release(waiters, nil)
 	if moved {
 		s.failures.Add(1)
-		s.log.Warn("redis adapter: Redis dropped a shard subscription (its slot moved); subscribing again", "channel", m.Channel, "node", nodeName(nc.addr))
+		s.log.Warn("redis adapter: Redis dropped a shard subscription (its slot moved); subscribing again", "channel", m.Channel, "redis_node", nodeName(nc.addr))
 		s.reportError(fmt.Errorf("redis adapter: %s unsubscribed %s (slot moved)", nodeName(nc.addr), m.Channel))
 		s.poke()
 	}
@@ -461,7 +469,7 @@ func (s *Sharded) nodeLost(nc *nodeConn, err error) {
 	s.failures.Add(1)
 	if lost > 0 {
 		s.log.Warn("redis adapter: shard subscription connection lost; messages from other processes to its channels are missed until they are subscribed again",
-			"node", nodeName(nc.addr), "channels", lost, "err", err)
+			"redis_node", nodeName(nc.addr), "channels", lost, "err", err)
 	}
 	s.reportError(fmt.Errorf("redis adapter: shard subscription connection to %s: %w", nodeName(nc.addr), err))
 	s.poke()
