@@ -190,6 +190,59 @@ async function waitHealthy(url, proc, log) {
   throw new Error(`${url} not healthy: ${log()}`);
 }
 
+// The cluster variant: docker-compose.yml with docker-compose.cluster.yml
+// on top, as its header says to run it.
+const COMPOSE_CLUSTER = path.join(ROOT, 'docker-compose.cluster.yml');
+const CLUSTER_NODES = ['redis', 'redis-2', 'redis-3'];
+
+function resolvedCluster() {
+  requireCompose();
+  const r = spawnSync('docker-compose', ['-f', COMPOSE, '-f', COMPOSE_CLUSTER, 'config'], { cwd: ROOT, env: cleanEnv, encoding: 'utf8' });
+  assert.equal(r.status, 0, `docker-compose config rejected the cluster variant:\n${r.stderr}`);
+  return YAML.parse(r.stdout);
+}
+
+describe('docker-compose.cluster.yml (the Redis Cluster variant)', () => {
+  it('passes Docker Compose schema validation on top of docker-compose.yml', () => {
+    requireCompose();
+    const r = spawnSync('docker-compose', ['-f', COMPOSE, '-f', COMPOSE_CLUSTER, 'config', '-q'], { cwd: ROOT, env: cleanEnv, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(readFileSync(COMPOSE_CLUSTER, 'utf8'), /docker compose -f docker-compose\.yml -f docker-compose\.cluster\.yml up/,
+      'the file says how to run it');
+  });
+
+  it('runs three cluster nodes, joins them once, and the replicas on them with the sharded adapter', () => {
+    const doc = resolvedCluster();
+    const s = doc.services;
+    assert.deepEqual(Object.keys(s).sort(), ['lb', ...CLUSTER_NODES, 'redis-cluster', ...REPLICAS].sort());
+    for (const n of CLUSTER_NODES) {
+      const cmd = [].concat(s[n].command).join(' ');
+      assert.match(s[n].image, /^redis:7/, `${n}: Redis 7 (sharded pub/sub)`);
+      assert.match(cmd, /--cluster-enabled yes/, `${n} is a cluster node`);
+      assert.match([].concat(s[n].healthcheck.test).join(' '), /redis-cli.*ping/, `${n} has a healthcheck`);
+    }
+    const init = s['redis-cluster'];
+    assert.deepEqual(healthyDeps(init), CLUSTER_NODES, 'the cluster is created once every node answers');
+    const script = [].concat(init.entrypoint, init.command).join(' ');
+    assert.match(script, /redis-cli --cluster create/);
+    for (const n of CLUSTER_NODES) assert.match(script, new RegExp(`\\b${n}\\b`), `the cluster is created with ${n}`);
+    assert.match(script, /cluster_state:ok/, 'it waits for the cluster to be ok, and does nothing when it already is');
+    assert.notEqual(init.restart, 'unless-stopped', 'a one-shot service is not restarted');
+    for (const n of REPLICAS) {
+      const env = envOf(s[n]);
+      assert.equal(String(env.REDIS_CLUSTER), '1', `${n}: REDIS_CLUSTER`);
+      assert.equal(env.REDIS_ADAPTER, 'sharded', `${n}: REDIS_ADAPTER`);
+      assert.match(env.REDIS_URL, /^redis:\/\/redis:6379(\/0)?$/, `${n}: REDIS_URL names a seed node, database 0`);
+      assert.equal(s[n].depends_on['redis-cluster']?.condition, 'service_completed_successfully', `${n} starts once the cluster exists`);
+      assert.equal(env.NODE_ID, n);
+    }
+    for (const key of ['JWT_SECRET', 'API_KEY', 'REDIS_URL']) {
+      assert.equal(new Set(REPLICAS.map((n) => envOf(s[n])[key])).size, 1, `${key} shared by the three replicas`);
+    }
+    assert.deepEqual(healthyDeps(s.lb), REPLICAS, 'the balancer is unchanged');
+  });
+});
+
 describe('Dockerfile', () => {
   const st = stages();
   const final = st.at(-1);
