@@ -290,3 +290,23 @@ func TestShardedWhenSubscribed(t *testing.T) {
 		t.Fatalf("got %v, want ErrNotConfirmed", err)
 	}
 }
+
+// While the other processes are out of reach nothing is waited for: the
+// deliveries stay local then anyway.
+func TestShardedWhenSubscribedDoesNotWaitWhileNotPublishing(t *testing.T) {
+	r := startRedis(t)
+	n0 := startNodeOf(t, shardedKind, r, "node0", Options{Publishing: func() bool { return false }}, "/chat")
+	got := make(chan error, 1)
+	n0.nsp("/chat").Use(func(s *socketio.Socket, next func(error)) {
+		s.Join("offline")
+		s.Namespace().Adapter().(interface {
+			WhenSubscribed(string, time.Duration, func(error))
+		}).WhenSubscribed("offline", time.Hour, func(err error) { got <- err; next(nil) })
+	})
+	r.freeze() // Redis answers nothing: a wait would never end
+	defer r.thaw()
+	dial(t, n0, "c", "/chat", map[string]any{})
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -43,6 +43,10 @@ describe('configuration', () => {
     ['ADVERTISE_ADDR', '0.0.0.0:7999'],
     ['ADVERTISE_ADDR', 'sb1'],
     ['ADVERTISE_ADDR', 'sb1:0'],
+    ['REDIS_ADAPTER', 'streams'],
+    ['REDIS_ADAPTER', 'dynamic-private'],
+    ['REDIS_CLUSTER', '2'],
+    ['REDIS_CLUSTER', 'cluster'],
   ];
   for (const [name, value] of bad) {
     it(`${name}=${JSON.stringify(value)} exits 2 with one JSON stderr line naming ${name}`, async () => {
@@ -54,6 +58,29 @@ describe('configuration', () => {
       assert.ok(r.lines[0].includes(name), `${name}=${value}: the line names the variable: ${r.lines[0]}`);
     });
   }
+
+  it('REDIS_CLUSTER=1 with a database other than 0 exits 2 naming REDIS_URL, without its password', async () => {
+    const r = await runToExit({ REDIS_URL: 'redis://:hush-hush@127.0.0.1:6379/3', REDIS_CLUSTER: '1' });
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.lines.length, 1, r.stderr);
+    assertLogLines(r.lines);
+    assert.ok(r.lines[0].includes('REDIS_URL'), r.lines[0]);
+    assert.ok(!r.lines[0].includes('hush-hush'), `the password is in the log: ${r.lines[0]}`);
+  });
+
+  it('REDIS_ADAPTER=sharded with REDIS_CLUSTER=1 and no cluster to be found serves, is not ready, and stops', async () => {
+    const seed = await freePort(); // nothing listens
+    const sb = await startSwitchboard({ env: { REDIS_URL: `redis://127.0.0.1:${seed}`, REDIS_ADAPTER: 'sharded', REDIS_CLUSTER: 'yes' } });
+    try {
+      assert.equal((await request(sb.url + '/healthz')).status, 200);
+      assert.equal((await request(sb.url + '/readyz')).status, 503, 'the cluster is unreachable');
+      const hs = await pollingHandshake(sb.url);
+      assert.ok(hs.open.sid, 'Engine.IO still answers');
+    } finally {
+      assert.equal(await stopSwitchboard(sb), 0);
+      assertLogLines(sb.lines);
+    }
+  });
 
   it('good non-default values for every variable start a serving process', async () => {
     const redisPort = await freePort(); // nothing listens: the process must serve anyway
