@@ -9,6 +9,11 @@
 // socket.io-request#<nsp># and their answers to socket.io-response#<nsp>#
 // (or socket.io-response#<nsp>#<uid>#).
 //
+// Sharded (sharded.go) speaks the format of Node's createShardedAdapter
+// instead: Redis 7 sharded pub/sub, one subscription per room a process
+// holds, on one Redis or a Redis Cluster. Either adapter takes go-redis
+// cluster clients (countSubscribers and pipelineFor in cluster.go).
+//
 // # Who owns what
 //
 // One Classic serves every namespace of one socketio.Server, over two
