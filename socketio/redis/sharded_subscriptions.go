@@ -303,8 +303,18 @@ func (s *Sharded) reconcile(ch string, down map[string]bool) (string, error) {
 			ctx, cancel := context.WithTimeout(s.ctx, s.opts.PublishTimeout)
 			defer cancel()
 			// A failure here is the connection's: its receiver sees it,
-			// and a dropped connection holds no subscription.
-			_ = nc.ps.SUnsubscribe(ctx, ch)
+			// and a dropped connection holds no subscription. No answer
+			// will come, so none is awaited (it would keep a later
+			// SSUBSCRIBE of ch on nc from counting as confirmed).
+			if err := nc.ps.SUnsubscribe(ctx, ch); err != nil {
+				s.mu.Lock()
+				if n := nc.unsubs[ch]; n > 1 {
+					nc.unsubs[ch] = n - 1
+				} else {
+					delete(nc.unsubs, ch)
+				}
+				s.mu.Unlock()
+			}
 		}
 		return "", nil
 	}
