@@ -19,11 +19,10 @@
 #
 # Per run it records, per process: the adapter's messages received (from
 # /metrics, switchboard_adapter_messages_received_total, all kinds) and CPU
-# seconds while sending (sbload's /proc reading); Redis's output bytes and
-# messages sent to subscribers (INFO stats: total_net_output_bytes, and the
-# PUBLISH/SPUBLISH fan-out from INFO commandstats is not kept by Redis, so
-# the received counters summed over the processes are that count), Redis's
-# CPU seconds, and deliveries missing or duplicated. Sizes and adapters
+# seconds while sending (sbload's /proc reading); Redis's output bytes
+# (INFO stats total_net_output_bytes; the messages Redis sent are the
+# received counts summed over the processes), Redis's CPU seconds, and
+# deliveries missing or duplicated. Sizes and adapters
 # alternate in order between repeats. Results: $OUT/runs.tsv, the sbload
 # reports, and $OUT/table.md.
 #
