@@ -12,8 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // Engine.IO v4 / Socket.IO v5 packets spoken over one websocket, one packet
@@ -30,8 +28,8 @@ type device struct {
 	user   int
 	target int
 
-	ws  *websocket.Conn
-	wmu sync.Mutex // gorilla allows one writer at a time
+	ws  *wsConn
+	wmu sync.Mutex // one writer at a time
 
 	amu     sync.Mutex
 	nextAck uint64
@@ -81,17 +79,12 @@ func browserHeaders(target string) http.Header {
 	}
 }
 
-func (dl *dialer) wsDialer(source int) *websocket.Dialer {
+func (dl *dialer) netDialer(source int) *net.Dialer {
 	nd := &net.Dialer{Timeout: dl.timeout}
 	if len(dl.sources) > 0 {
 		nd.LocalAddr = &net.TCPAddr{IP: dl.sources[source%len(dl.sources)].AsSlice()}
 	}
-	return &websocket.Dialer{
-		NetDialContext:   nd.DialContext,
-		HandshakeTimeout: dl.timeout,
-		ReadBufferSize:   2048,
-		WriteBufferSize:  1024,
-	}
+	return nd
 }
 
 // connect dials target, completes the Engine.IO handshake and joins the
@@ -101,15 +94,11 @@ func (dl *dialer) wsDialer(source int) *websocket.Dialer {
 func (dl *dialer) connect(ctx context.Context, d *device, target, token string, deadline time.Time) error {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	u := "ws://" + target + "/socket.io/?EIO=4&transport=websocket"
 	var header http.Header
 	if dl.browser {
 		header = browserHeaders(target)
 	}
-	ws, resp, err := dl.wsDialer(d.idx).DialContext(ctx, u, header)
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
-	}
+	ws, err := dialWS(ctx, dl.netDialer(d.idx), target, "/socket.io/?EIO=4&transport=websocket", header)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
@@ -117,7 +106,7 @@ func (dl *dialer) connect(ctx context.Context, d *device, target, token string, 
 	stop := context.AfterFunc(ctx, func() { ws.SetReadDeadline(time.Now()) })
 	defer stop()
 	ws.SetReadDeadline(deadline)
-	_, open, err := ws.ReadMessage()
+	open, err := ws.ReadMessage()
 	if err != nil {
 		ws.Close()
 		return fmt.Errorf("read open packet: %w", stalledIfTimeout(err))
@@ -134,14 +123,14 @@ func (dl *dialer) connect(ctx context.Context, d *device, target, token string, 
 	pkt = append(pkt, `,{"token":`...)
 	pkt = strconv.AppendQuote(pkt, token)
 	pkt = append(pkt, '}')
-	if err := ws.WriteMessage(websocket.TextMessage, pkt); err != nil {
+	if err := ws.WriteText(pkt); err != nil {
 		ws.Close()
 		return fmt.Errorf("write CONNECT: %w", err)
 	}
 	okPrefix := []byte("40" + dl.namespace + ",")
 	errPrefix := []byte("44" + dl.namespace + ",")
 	for {
-		_, msg, err := ws.ReadMessage()
+		msg, err := ws.ReadMessage()
 		if err != nil {
 			ws.Close()
 			return fmt.Errorf("await CONNECT reply: %w", stalledIfTimeout(err))
@@ -155,7 +144,7 @@ func (dl *dialer) connect(ctx context.Context, d *device, target, token string, 
 			ws.Close()
 			return &connectError{payload: string(msg[len(errPrefix):])}
 		case len(msg) == 1 && msg[0] == '2':
-			if err := ws.WriteMessage(websocket.TextMessage, []byte{'3'}); err != nil {
+			if err := ws.WriteText([]byte{'3'}); err != nil {
 				ws.Close()
 				return fmt.Errorf("write pong: %w", err)
 			}
@@ -183,7 +172,7 @@ func (d *device) write(p []byte) error {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
 	d.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	return d.ws.WriteMessage(websocket.TextMessage, p)
+	return d.ws.WriteText(p)
 }
 
 // sendMessage emits sendMessage{to, text:"sb-<seq>"} with an ack id; sent is
@@ -229,7 +218,7 @@ func (d *device) readLoop(namespace string, h handler) {
 	evPrefix := []byte("42" + namespace + ",")
 	ackPrefix := []byte("43" + namespace + ",")
 	for {
-		_, msg, err := d.ws.ReadMessage()
+		msg, err := d.ws.ReadMessage()
 		if err != nil {
 			h.closed(d, err)
 			return
