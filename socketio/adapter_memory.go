@@ -18,6 +18,11 @@ type MemoryAdapter struct {
 
 	mu    sync.RWMutex
 	rooms map[string]*roomSet
+	// last is the offset of the last stored packet delivered (or passed
+	// over) here, for recovery: written under the read lock by the one
+	// goroutine at a time that delivers stored packets (its callers
+	// serialize them), read under the write lock.
+	last Offset
 
 	// OnRoomCreated and OnRoomDeleted, when set, are called (outside the
 	// lock) when a room gets its first local socket and loses its last.
@@ -116,8 +121,11 @@ func (a *MemoryAdapter) AddAll(s *Socket, rooms []string) {
 		a.mu.Unlock()
 		return
 	}
+	// A socket is sent the stored packets after the last one delivered
+	// before its first join: no stored delivery can fall in between.
+	s.captureStart(a.last)
 	for _, room := range rooms {
-		if room == s.id {
+		if room == s.ID() {
 			continue
 		}
 		set := a.rooms[room]
@@ -193,8 +201,12 @@ func (a *MemoryAdapter) SocketRooms(s *Socket) []string {
 // HasRoom reports whether a local socket is in room.
 func (a *MemoryAdapter) HasRoom(room string) bool {
 	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.hasRoomLocked(room)
+}
+
+func (a *MemoryAdapter) hasRoomLocked(room string) bool {
 	_, ok := a.rooms[room]
-	a.mu.RUnlock()
 	return ok || a.nsp.Socket(room) != nil
 }
 
@@ -207,7 +219,7 @@ func (a *MemoryAdapter) Rooms() []string {
 		out = append(out, room)
 	}
 	a.mu.RUnlock()
-	a.nsp.eachSocket(func(s *Socket) { out = append(out, s.id) })
+	a.nsp.eachSocket(func(s *Socket) { out = append(out, s.ID()) })
 	return out
 }
 
@@ -217,6 +229,10 @@ func (a *MemoryAdapter) Rooms() []string {
 func (a *MemoryAdapter) Apply(opts *BroadcastOptions, fn func(*Socket)) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
+	a.applyLocked(opts, fn)
+}
+
+func (a *MemoryAdapter) applyLocked(opts *BroadcastOptions, fn func(*Socket)) {
 	except := a.exceptLocked(opts.Except)
 	skip := func(s *Socket) bool { return len(except) > 0 && slices.Contains(except, s) }
 	switch len(opts.Rooms) {
@@ -283,6 +299,39 @@ func (a *MemoryAdapter) Broadcast(p *Packet, opts *BroadcastOptions) error {
 // Deliver sends an encoded packet to the local sockets opts selects.
 func (a *MemoryAdapter) Deliver(msgs []*engineio.Message, opts *BroadcastOptions) {
 	a.Apply(opts, func(s *Socket) { _ = s.send(msgs) })
+}
+
+// DeliverStored sends a stored packet (its last argument is off) to the
+// local sockets opts selects. Stored packets must be delivered one at a
+// time, in offset order.
+func (a *MemoryAdapter) DeliverStored(msgs []*engineio.Message, opts *BroadcastOptions, off Offset) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	a.applyLocked(opts, func(s *Socket) { _ = s.sendStored(msgs, off, true) })
+	a.last = off
+}
+
+// PassStored records a stored packet that no local socket is to get
+// unless one is in room (an empty room: the namespace). It reports
+// whether the packet is to be delivered after all (a socket is in room;
+// the caller then decodes it and calls DeliverStored); otherwise it counts
+// as passed over, as if delivered to no one.
+func (a *MemoryAdapter) PassStored(room string, off Offset) (deliver bool) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if room == "" || a.hasRoomLocked(room) {
+		return true
+	}
+	a.last = off
+	return false
+}
+
+// LastOffset is the offset of the last stored packet delivered or passed
+// over.
+func (a *MemoryAdapter) LastOffset() Offset {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last
 }
 
 // BroadcastWithAck implements Adapter.

@@ -225,6 +225,10 @@ func (c *client) connected(s *Socket, err error) {
 	}
 	c.mu.Unlock()
 	s.nsp.add(s)
+	if sa := s.nsp.sessions(); sa != nil && s.pid != "" {
+		s.captureStart(sa.LastOffset())
+		sa.SaveSession(s.session(sa))
+	}
 	s.onConnect()
 	s.nsp.connected(s)
 }

@@ -95,21 +95,23 @@ func (n *Namespace) eachSocket(fn func(*Socket)) {
 
 func (n *Namespace) add(s *Socket) {
 	n.mu.Lock()
-	n.sockets[s.id] = s
+	n.sockets[s.ID()] = s
 	n.mu.Unlock()
 }
 
 func (n *Namespace) remove(s *Socket) {
+	id := s.ID()
 	n.mu.Lock()
-	if n.sockets[s.id] == s {
-		delete(n.sockets, s.id)
+	if n.sockets[id] == s {
+		delete(n.sockets, id)
 	}
 	n.mu.Unlock()
 }
 
 func (n *Namespace) nextAckID() int64 { return n.ackIDs.Add(1) - 1 }
 
-// run runs the middlewares for s and then calls done once.
+// run runs the middlewares for s, then the recovery of its session (see
+// restore), and then calls done once.
 func (n *Namespace) run(s *Socket, done func(error)) {
 	n.mu.RLock()
 	mws := n.middlewares
@@ -117,7 +119,7 @@ func (n *Namespace) run(s *Socket, done func(error)) {
 	var step func(i int)
 	step = func(i int) {
 		if i == len(mws) {
-			done(nil)
+			n.restore(s, done)
 			return
 		}
 		var called atomic.Bool

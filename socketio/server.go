@@ -72,6 +72,9 @@ type Options struct {
 	// Logger receives protocol errors (at debug level) and handler panics;
 	// nil discards.
 	Logger *slog.Logger
+	// Recovery configures connection state recovery (recovery.go); off
+	// unless Recovery.Window is set or the adapter recovers by itself.
+	Recovery RecoveryOptions
 }
 
 // Server is a Socket.IO server.
@@ -82,6 +85,8 @@ type Server struct {
 
 	mu   sync.RWMutex
 	nsps map[string]*Namespace
+
+	recovery recoveryCounters
 }
 
 // NewServer returns a server over a new Engine.IO server configured by
@@ -93,8 +98,15 @@ func NewServer(eopts engineio.Options, opts Options) (*Server, error) {
 	if opts.MaxAttachments <= 0 {
 		opts.MaxAttachments = 10
 	}
+	if opts.Recovery.MaxPackets <= 0 {
+		opts.Recovery.MaxPackets = 1000
+	}
 	if opts.Adapter == nil {
-		opts.Adapter = func(n *Namespace) Adapter { return NewMemoryAdapter(n) }
+		if ro := opts.Recovery; ro.Window > 0 {
+			opts.Adapter = func(n *Namespace) Adapter { return newMemoryRecovery(n, ro.Window, ro.MaxPackets, time.Now) }
+		} else {
+			opts.Adapter = func(n *Namespace) Adapter { return NewMemoryAdapter(n) }
+		}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -143,8 +155,15 @@ func (s *Server) namespace(name string) *Namespace {
 
 // Close closes every connection (clients see a transport close and
 // reconnect), then the adapters. It returns when done or when ctx ends.
+// With recovery on, the sessions of the connected sockets are kept first
+// (for at most half of what remains of ctx, and 5 s), so that their
+// clients find them on whichever process they reconnect to.
 func (s *Server) Close(ctx context.Context) error {
+	serr := s.closeSessions(ctx)
 	err := s.engine.Close(ctx)
+	if err == nil {
+		err = serr
+	}
 	s.mu.RLock()
 	nsps := make([]*Namespace, 0, len(s.nsps))
 	for _, n := range s.nsps {
@@ -157,6 +176,18 @@ func (s *Server) Close(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// closeSessions keeps the connected sockets' sessions before a shutdown
+// closes their connections.
+func (s *Server) closeSessions(ctx context.Context) error {
+	limit := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		limit = min(limit, time.Until(dl)/2)
+	}
+	sctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	return s.saveSessions(sctx)
 }
 
 // engineHandler receives the Engine.IO sessions.

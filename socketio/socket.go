@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/engineio"
@@ -34,11 +35,22 @@ const (
 
 // Socket is a client's connection to one namespace.
 type Socket struct {
-	id     string
+	// id is the socket's id; a recovery replaces it while the socket is
+	// pending, when other goroutines may meet the socket in a room.
+	id     atomic.Pointer[string]
 	nsp    *Namespace
 	client *client
 	auth   map[string]any // guarded by mu
 	issued time.Time
+
+	// Recovery, owned by the strand until the socket connects and fixed
+	// afterwards: what the client asked to recover (from its CONNECT auth),
+	// the session's private id, whether it was recovered, and what it
+	// missed (sent after the CONNECT reply).
+	askPID, askOffset string
+	pid               string
+	recovered         bool
+	replay            []StoredPacket
 
 	// Owned by the strand: set from OnConnection or event handlers.
 	onAny    EventHandler
@@ -50,10 +62,25 @@ type Socket struct {
 
 	mu           sync.Mutex
 	state        socketState
-	early        [][]*engineio.Message // sent before the CONNECT reply
+	early        []earlyPacket // sent before the CONNECT reply
 	acks         map[int64]*pendingAck
 	data         any
 	onDisconnect []func(reason string)
+	// Recovery: the offset after which the socket is sent stored packets
+	// (its session's start), the floor at or before which a stored packet
+	// was in the recovered replay (dropped if it comes live), and whether
+	// the session was kept at shutdown.
+	start, floor        Offset
+	hasStart, hasFloor  bool
+	persisted           bool
+}
+
+// earlyPacket is a packet sent before the CONNECT reply, with its offset
+// when it is a stored one.
+type earlyPacket struct {
+	msgs   []*engineio.Message
+	off    Offset
+	stored bool
 }
 
 type pendingAck struct {
@@ -62,11 +89,25 @@ type pendingAck struct {
 }
 
 func newSocket(n *Namespace, c *client, auth map[string]any) *Socket {
-	return &Socket{id: newID(), nsp: n, client: c, auth: auth, issued: time.Now()}
+	s := &Socket{nsp: n, client: c, auth: auth, issued: time.Now()}
+	s.setID(newID())
+	if pid, ok := auth["pid"].(string); ok {
+		// socket.io-client sends offset only once it has one.
+		s.askPID = pid
+		s.askOffset, _ = auth["offset"].(string)
+	}
+	return s
 }
 
 // ID is the socket's id (and the name of its own room).
-func (s *Socket) ID() string { return s.id }
+func (s *Socket) ID() string { return *s.id.Load() }
+
+func (s *Socket) setID(id string) { s.id.Store(&id) }
+
+// Recovered reports whether the socket took over a recovered session (its
+// id, rooms and the packets it missed). Fixed once the socket is
+// connected.
+func (s *Socket) Recovered() bool { return s.recovered }
 
 // Namespace is the socket's namespace.
 func (s *Socket) Namespace() *Namespace { return s.nsp }
@@ -146,25 +187,49 @@ func (s *Socket) OnDisconnect(fn func(reason string)) {
 }
 
 // Join adds the socket to rooms; a closed socket joins none.
-func (s *Socket) Join(rooms ...string) { s.nsp.adapter.AddAll(s, rooms) }
+func (s *Socket) Join(rooms ...string) {
+	s.nsp.adapter.AddAll(s, rooms)
+	s.roomsChanged()
+}
 
 // Leave removes the socket from a room.
-func (s *Socket) Leave(room string) { s.nsp.adapter.Del(s, room) }
+func (s *Socket) Leave(room string) {
+	s.nsp.adapter.Del(s, room)
+	s.roomsChanged()
+}
+
+// roomsChanged saves a connected socket's session again (its rooms are
+// part of it).
+func (s *Socket) roomsChanged() {
+	if !s.Connected() || s.pid == "" {
+		return
+	}
+	if sa := s.nsp.sessions(); sa != nil {
+		sa.SaveSession(s.session(sa))
+	}
+}
 
 // Rooms lists the socket's rooms, its own id first.
-func (s *Socket) Rooms() []string { return append([]string{s.id}, s.nsp.adapter.SocketRooms(s)...) }
+func (s *Socket) Rooms() []string { return append([]string{s.ID()}, s.nsp.adapter.SocketRooms(s)...) }
 
 // To broadcasts to rooms, leaving this socket out.
 func (s *Socket) To(rooms ...string) BroadcastOperator {
-	return s.nsp.To(rooms...).Except(s.id)
+	return s.nsp.To(rooms...).Except(s.ID())
 }
 
-// Emit sends an event to this socket's client.
+// Emit sends an event to this socket's client. With recovery on, a
+// connected socket's event goes through the adapter to the socket's own
+// room, as in Node, so that it is stored (and carries its offset) like a
+// broadcast: the client gets it back if the connection drops first.
 func (s *Socket) Emit(event string, args ...any) error {
 	if reservedEvents[event] {
 		return fmt.Errorf("socketio: %q is a reserved event name", event)
 	}
-	return s.sendPacket(&Packet{Type: PacketEvent, Nsp: s.nsp.name, ID: NoID, Data: eventData(event, args)})
+	p := &Packet{Type: PacketEvent, Nsp: s.nsp.name, ID: NoID, Data: eventData(event, args)}
+	if s.Connected() && s.pid != "" {
+		return s.nsp.adapter.Broadcast(p, &BroadcastOptions{Rooms: []string{s.ID()}})
+	}
+	return s.sendPacket(p)
 }
 
 // EmitWithAck sends an event and calls fn with the client's
@@ -251,31 +316,54 @@ func (s *Socket) sendPacket(p *Packet) error {
 
 // send sends an encoded packet, or keeps it for after the CONNECT reply.
 func (s *Socket) send(msgs []*engineio.Message) error {
+	return s.sendStored(msgs, Offset{}, false)
+}
+
+// sendStored sends an encoded packet; stored marks one whose last argument
+// is off. A recovered socket drops a stored packet at or before its floor:
+// its replay had it.
+func (s *Socket) sendStored(msgs []*engineio.Message, off Offset, stored bool) error {
 	s.mu.Lock()
 	switch s.state {
 	case socketPending:
-		s.early = append(s.early, msgs)
+		s.early = append(s.early, earlyPacket{msgs: msgs, off: off, stored: stored})
 		s.mu.Unlock()
 		return nil
 	case socketClosed:
 		s.mu.Unlock()
 		return ErrDisconnected
 	}
+	if stored && s.hasFloor {
+		if !s.floor.Before(off) {
+			s.mu.Unlock()
+			return nil
+		}
+		// Stored packets come in offset order: none at or before the
+		// floor can follow this one.
+		s.hasFloor = false
+	}
 	s.mu.Unlock()
 	return s.client.write(msgs)
 }
 
-// onConnect sends the CONNECT reply, then what was sent before it, under
-// s.mu: no other packet can be written in between.
+// onConnect sends the CONNECT reply, then what a recovered session missed,
+// then what was sent before the reply, under s.mu: no other packet can be
+// written in between.
 func (s *Socket) onConnect() {
 	var data any
 	if s.client.sess.Protocol() != 3 {
-		data = map[string]any{"sid": s.id}
+		if s.pid != "" {
+			data = map[string]any{"sid": s.ID(), "pid": s.pid}
+		} else {
+			data = map[string]any{"sid": s.ID()}
+		}
 	}
 	connect, err := encodeMessages(&Packet{Type: PacketConnect, Nsp: s.nsp.name, ID: NoID, Data: data})
 	if err != nil {
 		return
 	}
+	replay := s.replay
+	s.replay = nil
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state != socketPending {
@@ -285,8 +373,19 @@ func (s *Socket) onConnect() {
 	if s.client.write(connect) != nil {
 		return
 	}
-	for _, msgs := range s.early {
-		if s.client.write(msgs) != nil {
+	for _, p := range replay {
+		if s.client.write(p.Msgs) != nil {
+			return
+		}
+	}
+	for _, e := range s.early {
+		if e.stored && s.hasFloor {
+			if !s.floor.Before(e.off) {
+				continue
+			}
+			s.hasFloor = false
+		}
+		if s.client.write(e.msgs) != nil {
 			break
 		}
 	}
@@ -358,6 +457,9 @@ func (s *Socket) onClose(reason string) {
 	s.early = nil
 	s.mu.Unlock()
 
+	if wasConnected {
+		s.endSession(reason) // before its rooms are left: they are kept
+	}
 	s.nsp.adapter.DelAll(s)
 	s.nsp.remove(s)
 	s.client.remove(s)
@@ -425,7 +527,7 @@ func (s *Socket) Handshake() Handshake {
 
 // Info describes the socket as FetchSockets reports it.
 func (s *Socket) Info() SocketInfo {
-	return SocketInfo{ID: s.id, Handshake: s.Handshake(), Rooms: s.Rooms(), Data: s.Data()}
+	return SocketInfo{ID: s.ID(), Handshake: s.Handshake(), Rooms: s.Rooms(), Data: s.Data()}
 }
 
 func remoteIP(addr string) string {
