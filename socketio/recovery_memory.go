@@ -264,7 +264,9 @@ func (m *memoryRecovery) armLocked() {
 	}
 }
 
-func (m *memoryRecovery) sweepEvery() time.Duration { return min(max(m.window/4, time.Second), time.Minute) }
+func (m *memoryRecovery) sweepEvery() time.Duration {
+	return min(max(m.window/4, time.Second), time.Minute)
+}
 
 // sweep drops the sessions and packets past the window; it re-arms while
 // anything is kept.

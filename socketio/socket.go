@@ -70,9 +70,9 @@ type Socket struct {
 	// (its session's start), the floor at or before which a stored packet
 	// was in the recovered replay (dropped if it comes live), and whether
 	// the session was kept at shutdown.
-	start, floor        Offset
-	hasStart, hasFloor  bool
-	persisted           bool
+	start, floor       Offset
+	hasStart, hasFloor bool
+	persisted          bool
 }
 
 // earlyPacket is a packet sent before the CONNECT reply, with its offset
