@@ -26,6 +26,7 @@ type adapter struct {
 	reqCh      string // socket.io-request#<nsp>#
 	respCh     string // socket.io-response#<nsp>#
 	specificCh string // socket.io-response#<nsp>#<uid>#
+	keys       recoveryKeys
 
 	mu       sync.Mutex
 	requests map[string]*pendingRequest // this process's requests awaiting answers
@@ -34,7 +35,7 @@ type adapter struct {
 	closing  chan struct{}
 }
 
-var _ socketio.Adapter = (*adapter)(nil)
+var _ socketio.SessionAdapter = (*adapter)(nil)
 
 func (c *Classic) newAdapter(nsp *socketio.Namespace) *adapter {
 	name := nsp.Name()
@@ -52,6 +53,7 @@ func (c *Classic) newAdapter(nsp *socketio.Namespace) *adapter {
 		closing:  make(chan struct{}),
 	}
 	a.pattern = globEscape(a.bcPrefix) + "*"
+	a.keys = newRecoveryKeys(c.opts.Recovery.Key, name)
 	a.specificCh = a.respCh + c.uid + "#"
 	if err := c.register(a); err != nil {
 		a.detached = true
@@ -87,6 +89,9 @@ func (a *adapter) SocketRooms(s *socketio.Socket) []string { return a.mem.Socket
 // (unless opts.Flags.Local) and delivered to this process's sockets. An
 // error to publish is returned after the local delivery is done.
 func (a *adapter) Broadcast(p *socketio.Packet, opts *socketio.BroadcastOptions) error {
+	if a.Recovering() && !a.local(opts) && socketio.Storable(p, opts) {
+		return a.broadcastStored(p, opts)
+	}
 	var perr error
 	if !a.local(opts) {
 		rooms, except := unique(opts.Rooms), unique(opts.Except)
@@ -137,20 +142,36 @@ func optsFields(rooms, except []string, flags socketio.BroadcastFlags) mpMap {
 	return mpMap{{"rooms", nonNil(rooms)}, {"except", nonNil(except)}, {"flags", f}}
 }
 
-// onBroadcast delivers a broadcast from another process (deliverer).
+// onBroadcast delivers a broadcast from another process, or, with
+// recovery on, from this one (deliverer).
 func (a *adapter) onBroadcast(channel, payload string) {
+	uid, _ := peekUID(payload)
+	recovering := a.Recovering()
+	if uid == a.c.uid && !recovering {
+		a.c.cnt.ignored.Add(1) // our own, back from Redis: not decoded
+		return
+	}
+	stamped := recovering && stamps(uid)
 	if len(channel) > len(a.bcPrefix) {
 		// A room's channel: drop it unread unless a local socket is in
-		// the room (Node does the same; it spares the decoding).
+		// the room (Node does the same; it spares the decoding). A stored
+		// one still counts as passed over, for the offsets.
 		room := channel[len(a.bcPrefix) : len(channel)-1]
-		if !a.mem.HasRoom(room) {
+		if stamped {
+			if last, volatile, ok := peekStamp(payload); ok && !volatile {
+				if off, ok := socketio.ParseOffset(last); ok {
+					if !a.mem.PassStored(room, off) {
+						a.c.cnt.ignored.Add(1)
+						return
+					}
+					room = ""
+				}
+			}
+		}
+		if room != "" && !a.mem.HasRoom(room) {
 			a.c.cnt.ignored.Add(1)
 			return
 		}
-	}
-	if uid, ok := peekUID(payload); ok && uid == a.c.uid {
-		a.c.cnt.ignored.Add(1) // our own, back from Redis: not decoded
-		return
 	}
 	v, err := decodeMsgpack(payload)
 	if err != nil {
@@ -162,7 +183,11 @@ func (a *adapter) onBroadcast(channel, payload string) {
 		a.malformed("broadcast", fmt.Errorf("not an array of 3: %T", v))
 		return
 	}
-	if uid, _ := msg[0].(string); uid == a.c.uid {
+	own := uid == a.c.uid
+	if u, _ := msg[0].(string); u != uid {
+		own, stamped = u == a.c.uid, recovering && stamps(u)
+	}
+	if own && !recovering {
 		a.c.cnt.ignored.Add(1)
 		return
 	}
@@ -171,6 +196,14 @@ func (a *adapter) onBroadcast(channel, payload string) {
 		return
 	}
 	opts := optsFrom(msg[2])
+	if stamped && a.onStoredBroadcast(p, &opts) {
+		return
+	}
+	if own {
+		// Not stored (volatile): delivered here when it was sent.
+		a.c.cnt.ignored.Add(1)
+		return
+	}
 	if err := a.mem.Broadcast(p, &opts); err != nil {
 		a.malformed("broadcast", err)
 	}

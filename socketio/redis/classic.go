@@ -47,6 +47,12 @@
 //     namespace (under socketio.Server's lock) never waits for Redis.
 //     Re-subscribing after a lost connection is go-redis's own work.
 //
+// With recovery on (recovery.go), a fifth goroutine, the keeper, renews
+// the expiry of this process's live sessions every 10 s, and each session
+// restore runs on a goroutine of its own, for at most RequestsTimeout;
+// Close waits for them too. The writer also carries recovery's EVALs (a
+// stored broadcast, a session's writes), in order with the rest.
+//
 // Classic.mu guards the namespace table, the subscriptions wanted and
 // confirmed, and the subscriber's pending operations. Each namespace
 // adapter's mu guards its pending requests. Counters are atomic. Nothing
@@ -128,6 +134,9 @@ type Options struct {
 	// and, at debug level, messages that were ignored as malformed. Nil
 	// discards.
 	Logger *slog.Logger
+	// Recovery turns on connection state recovery across processes
+	// (recovery.go): off unless Recovery.Window is set.
+	Recovery RecoveryOptions
 }
 
 func (o *Options) setDefaults() {
@@ -149,6 +158,7 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	o.Recovery.setDefaults()
 }
 
 // Kinds of messages, for the counters.
@@ -158,6 +168,7 @@ const (
 	kindBroadcast msgKind = iota
 	kindRequest
 	kindResponse
+	kindSession // recovery's session writes (not pub/sub)
 	numKinds
 )
 
@@ -166,6 +177,7 @@ type KindStats struct {
 	Broadcasts uint64 // socket.io#<nsp>#…
 	Requests   uint64 // socket.io-request#<nsp>#
 	Responses  uint64 // socket.io-response#<nsp>#…
+	Sessions   uint64 // recovery's session writes (Published only)
 }
 
 // Stats are a Classic's counters since it started.
@@ -260,10 +272,14 @@ type subOp struct {
 func NewClassic(pub, sub goredis.UniversalClient, opts Options) *Classic {
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
+	uid := randomID(10)
+	if opts.Recovery.Window > 0 {
+		uid = stampPrefix + uid
+	}
 	c := &Classic{
 		pub:        pub,
 		opts:       opts,
-		uid:        randomID(10),
+		uid:        uid,
 		log:        opts.Logger,
 		ctx:        ctx,
 		cancel:     cancel,
@@ -285,6 +301,10 @@ func NewClassic(pub, sub goredis.UniversalClient, opts Options) *Classic {
 	go c.receive()
 	go c.deliver()
 	go c.subscriptions()
+	if c.recovering() {
+		c.wg.Add(1)
+		go c.renew()
+	}
 	return c
 }
 
@@ -300,7 +320,7 @@ func (c *Classic) Factory() socketio.AdapterFactory {
 // Stats returns the counters.
 func (c *Classic) Stats() Stats {
 	kinds := func(a *[numKinds]atomic.Uint64) KindStats {
-		return KindStats{Broadcasts: a[kindBroadcast].Load(), Requests: a[kindRequest].Load(), Responses: a[kindResponse].Load()}
+		return KindStats{Broadcasts: a[kindBroadcast].Load(), Requests: a[kindRequest].Load(), Responses: a[kindResponse].Load(), Sessions: a[kindSession].Load()}
 	}
 	return Stats{
 		Published: kinds(&c.cnt.published),

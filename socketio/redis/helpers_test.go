@@ -177,6 +177,13 @@ func startNodeOf(t *testing.T, kind adapterKind, r *redisProc, name string, opts
 // startNodeWith starts a node over the given clients, which it closes.
 func startNodeWith(t *testing.T, kind adapterKind, pub, sub goredis.UniversalClient, name string, opts Options, nsps ...string) *node {
 	t.Helper()
+	return startNodeFull(t, kind, pub, sub, name, opts, socketio.Options{}, nsps...)
+}
+
+// startNodeFull is startNodeWith with socketio options (their Adapter and
+// Logger are the node's).
+func startNodeFull(t *testing.T, kind adapterKind, pub, sub goredis.UniversalClient, name string, opts Options, sopts socketio.Options, nsps ...string) *node {
+	t.Helper()
 	n := &node{t: t, name: name, pub: pub, sub: sub}
 	if opts.Logger == nil {
 		opts.Logger = testLogger().With("node", name)
@@ -200,7 +207,8 @@ func startNodeWith(t *testing.T, kind adapterKind, pub, sub goredis.UniversalCli
 		n.classic = NewClassic(n.pub, n.sub, opts)
 		n.adapter = n.classic
 	}
-	srv, err := socketio.NewServer(engineioOptions(), socketio.Options{Adapter: n.adapter.Factory(), Logger: opts.Logger})
+	sopts.Adapter, sopts.Logger = n.adapter.Factory(), opts.Logger
+	srv, err := socketio.NewServer(engineioOptions(), sopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,6 +285,7 @@ type client struct {
 	nsp  string
 	conn *websocket.Conn
 	sid  string
+	pid  string // with recovery on
 
 	wmu sync.Mutex // writes
 
@@ -314,11 +323,12 @@ func dial(t *testing.T, n *node, name, nsp string, auth map[string]any) *client 
 	}
 	var ok struct {
 		SID string `json:"sid"`
+		PID string `json:"pid"`
 	}
 	if err := json.Unmarshal([]byte(p[len(want):]), &ok); err != nil {
 		t.Fatalf("connect reply %q: %v", p, err)
 	}
-	c.sid = ok.SID
+	c.sid, c.pid = ok.SID, ok.PID
 	go c.read()
 	return c
 }

@@ -634,3 +634,193 @@ func peekUID(s string) (string, bool) {
 	uid, err := d.take(n)
 	return uid, err == nil
 }
+
+// skip advances over one value without decoding it.
+func (d *mpDecoder) skip(depth int) error {
+	if depth > maxMsgpackDepth {
+		return errMsgpackDepth
+	}
+	if d.i >= len(d.s) {
+		return errMsgpackShort
+	}
+	c := d.s[d.i]
+	d.i++
+	var n uint64 // bytes to skip, or elements for containers
+	var err error
+	switch {
+	case c < 0x80 || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
+		return nil
+	case c < 0x90:
+		return d.skipN(2*uint64(c&0x0f), depth)
+	case c < 0xa0:
+		return d.skipN(uint64(c&0x0f), depth)
+	case c < 0xc0:
+		n = uint64(c & 0x1f)
+	case c == 0xc4 || c == 0xc5 || c == 0xc6:
+		n, err = d.uint(1 << (c - 0xc4))
+	case c == 0xc7 || c == 0xc8 || c == 0xc9:
+		n, err = d.uint(1 << (c - 0xc7))
+		n++ // the type byte
+	case c == 0xca:
+		n = 4
+	case c == 0xcb:
+		n = 8
+	case c >= 0xcc && c <= 0xcf:
+		n = 1 << (c - 0xcc)
+	case c >= 0xd0 && c <= 0xd3:
+		n = 1 << (c - 0xd0)
+	case c >= 0xd4 && c <= 0xd8:
+		n = 1 + 1<<(c-0xd4)
+	case c == 0xd9 || c == 0xda || c == 0xdb:
+		n, err = d.uint(1 << (c - 0xd9))
+	case c == 0xdc || c == 0xdd:
+		if n, err = d.uint(2 << (c - 0xdc)); err != nil {
+			return err
+		}
+		return d.skipN(n, depth)
+	case c == 0xde || c == 0xdf:
+		if n, err = d.uint(2 << (c - 0xde)); err != nil {
+			return err
+		}
+		return d.skipN(2*n, depth)
+	default:
+		return fmt.Errorf("msgpack: unknown type byte 0x%02x", c)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = d.take(n)
+	return err
+}
+
+func (d *mpDecoder) skipN(n uint64, depth int) error {
+	if n > uint64(d.remaining()) {
+		return errMsgpackShort
+	}
+	for range n {
+		if err := d.skip(depth + 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// header reads an array or map header (as kind 0x90 or 0x80) and its
+// length.
+func (d *mpDecoder) header() (kind byte, n uint64, err error) {
+	if d.i >= len(d.s) {
+		return 0, 0, errMsgpackShort
+	}
+	c := d.s[d.i]
+	d.i++
+	switch {
+	case c >= 0x80 && c <= 0x8f:
+		return 0x80, uint64(c & 0x0f), nil
+	case c >= 0x90 && c <= 0x9f:
+		return 0x90, uint64(c & 0x0f), nil
+	case c == 0xdc || c == 0xdd:
+		n, err = d.uint(2 << (c - 0xdc))
+		return 0x90, n, err
+	case c == 0xde || c == 0xdf:
+		n, err = d.uint(2 << (c - 0xde))
+		return 0x80, n, err
+	}
+	return 0, 0, fmt.Errorf("msgpack: 0x%02x is not an array or a map", c)
+}
+
+// str reads a string value.
+func (d *mpDecoder) str() (string, error) {
+	if d.i >= len(d.s) {
+		return "", errMsgpackShort
+	}
+	c := d.s[d.i]
+	switch {
+	case c >= 0xa0 && c <= 0xbf:
+		d.i++
+		return d.take(uint64(c & 0x1f))
+	case c == 0xd9 || c == 0xda || c == 0xdb:
+		d.i++
+		n, err := d.uint(1 << (c - 0xd9))
+		if err != nil {
+			return "", err
+		}
+		return d.take(n)
+	}
+	return "", fmt.Errorf("msgpack: 0x%02x is not a string", c)
+}
+
+// peekStamp reads, without decoding the rest, the last argument of a
+// broadcast's packet ([uid, {…, data: […, last], …}, {…, flags: {volatile}}])
+// when it is a string, and whether the broadcast is volatile.
+func peekStamp(s string) (last string, volatile bool, ok bool) {
+	d := mpDecoder{s: s}
+	kind, n, err := d.header()
+	if err != nil || kind != 0x90 || n < 3 {
+		return "", false, false
+	}
+	if d.skip(1) != nil { // uid
+		return "", false, false
+	}
+	kind, n, err = d.header()
+	if err != nil || kind != 0x80 {
+		return "", false, false
+	}
+	found := false
+	for range n {
+		k, err := d.str()
+		if err != nil {
+			return "", false, false
+		}
+		if k != "data" {
+			if d.skip(2) != nil {
+				return "", false, false
+			}
+			continue
+		}
+		kind, m, err := d.header()
+		if err != nil || kind != 0x90 || m == 0 || d.skipN(m-1, 2) != nil {
+			return "", false, false
+		}
+		if last, err = d.str(); err != nil {
+			return "", false, false
+		}
+		found = true
+	}
+	if !found {
+		return "", false, false
+	}
+	kind, n, err = d.header() // opts
+	if err != nil || kind != 0x80 {
+		return last, false, true
+	}
+	for range n {
+		k, err := d.str()
+		if err != nil {
+			return last, false, true
+		}
+		if k != "flags" {
+			if d.skip(2) != nil {
+				return last, false, true
+			}
+			continue
+		}
+		kind, m, err := d.header()
+		if err != nil || kind != 0x80 {
+			return last, false, true
+		}
+		for range m {
+			fk, err := d.str()
+			if err != nil {
+				return last, false, true
+			}
+			if fk == "volatile" && d.i < len(d.s) && d.s[d.i] == 0xc3 {
+				volatile = true
+			}
+			if d.skip(3) != nil {
+				return last, volatile, true
+			}
+		}
+		return last, volatile, true
+	}
+	return last, false, true
+}

@@ -21,6 +21,10 @@ type outMsg struct {
 	channel string
 	payload []byte
 	sharded bool // SPUBLISH (the sharded adapter) instead of PUBLISH
+	// cmd, when set, queues the message's one command in place of a
+	// PUBLISH: recovery's stored broadcasts and session writes
+	// (recovery.go).
+	cmd func(ctx context.Context, pipe goredis.Pipeliner)
 }
 
 // writer publishes the adapter's messages from one goroutine.
@@ -123,9 +127,12 @@ func (w *writer) flush(batch []outMsg) {
 	defer cancel()
 	pipe := pipelineFor(ctx, w.client, w.pinKey)
 	for _, m := range batch {
-		if m.sharded {
+		switch {
+		case m.cmd != nil:
+			m.cmd(ctx, pipe)
+		case m.sharded:
 			pipe.SPublish(ctx, m.channel, m.payload)
-		} else {
+		default:
 			pipe.Publish(ctx, m.channel, m.payload)
 		}
 	}

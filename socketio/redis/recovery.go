@@ -1,0 +1,576 @@
+package redis
+
+// Connection state recovery across processes (Options.Recovery).
+//
+// Offsets. Redis assigns them: a stored broadcast is not PUBLISHed but
+// sent through the writer as one EVAL of storeScript, which takes the next
+// offset of the namespace's clock ("<ms>-<seq>", from Redis's TIME, never
+// going back), appends it to the packet's arguments (spliced into the
+// msgpack at the position the encoder reports: the message is then exactly
+// what Node's adapter would write for the packet with one more argument),
+// adds it to a stream per room it is addressed to, and PUBLISHes it, all
+// at once. So the order of the offsets is the order in which every
+// subscriber receives the messages, and no handler waits for Redis: the
+// writer pipelines the EVALs as it did the PUBLISHes.
+//
+// Delivery. Every process, this one included, delivers a stored broadcast
+// when it comes back from the subscription, in that order: a socket is sent
+// its stored packets in offset order, so the last offset its client handled
+// says exactly what it had (a process that delivered its own broadcasts at
+// once would interleave them differently). This costs this process's own
+// recipients one trip to Redis and back. While Options.Publishing says
+// Redis is away, a broadcast is delivered here at once, unstored.
+//
+// Storage, per namespace (one hash tag, so a Redis Cluster keeps it on one
+// node; the names start with Options.Recovery.Key):
+//
+//	…#{<nsp>}#clock          the last offset assigned
+//	…#{<nsp>}#s#<room>       a stream of the broadcasts addressed to room
+//	…#{<nsp>}#all            a stream of those addressed to no room
+//	…#{<nsp>}#t#<room>       the last entry trimmed from a stream by count
+//	…#{<nsp>}#session#<pid>  a session kept for the window
+//	…#{<nsp>}#live#<uid>     a hash of the sessions connected to process uid
+//
+// A stream entry is the published message itself; streams lose entries
+// older than the window (MINID) and beyond MaxPackets (the trimmed mark
+// records the last such entry, so that a session that missed it is not
+// restored incompletely), and expire a window after their last entry.
+//
+// Sessions. A process writes a connected socket's session into its live
+// hash (whose expiry it renews every renewEvery), moves it to a session key
+// with the window as its expiry when the socket ends for a reason its
+// client comes back from (persistScript, only if the live entry is still
+// there: a session someone recovered is not brought back), and moves all
+// of them at shutdown, before the connections close. A session is restored
+// from its key, or from the live hash of a process that has no
+// subscription left (killed: PUBSUB NUMSUB of its response channel is 0),
+// so that a process killed with -9 loses only what was still in its
+// writer's queue. A restore claims the session (DEL or HDEL answering 1)
+// before it uses it: one restore per session.
+//
+// Who recognises offsets. A process that stores gets a uid starting with
+// stampPrefix; a receiver reads the last argument of a broadcast as its
+// offset only from such a uid, and only when the broadcast is not volatile.
+// Broadcasts from Node's processes and the emitter carry no offset: they
+// are delivered as before, and never replayed.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-rt/switchboard/socketio"
+)
+
+// RecoveryOptions configure connection state recovery. Zero values are
+// the documented defaults.
+type RecoveryOptions struct {
+	// Window is how long a disconnected session, and the packets it
+	// missed, are kept. Zero turns recovery off: nothing is stored, and the
+	// wire is exactly Node's adapter's.
+	Window time.Duration
+	// MaxPackets bounds the packets kept per room (and for namespace-wide
+	// broadcasts): 1000.
+	MaxPackets int
+	// Key starts the name of every key recovery keeps:
+	// "switchboard-recovery".
+	Key string
+}
+
+// stampPrefix starts the uid of a process whose broadcasts carry offsets.
+// No uid of Node's (uid2) or of a process without recovery (randomID) has
+// a dot.
+const stampPrefix = "sbr."
+
+// renewEvery is how often a process renews the expiry of its live hash; a
+// live hash outlives its process by the window plus up to twice this.
+const renewEvery = 10 * time.Second
+
+// storeScript stamps, stores and publishes one broadcast.
+// KEYS: clock, then a stream and its trimmed mark per room.
+// ARGV: the message without its offset, the byte at which the offset goes,
+// the channel, MaxPackets, the window in milliseconds.
+var storeScript = `
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seq = 0
+local last = redis.call('GET', KEYS[1])
+if last then
+  local lms, lseq = string.match(last, '^(%d+)%-(%d+)$')
+  if lms and ms <= tonumber(lms) then
+    ms = tonumber(lms)
+    seq = tonumber(lseq) + 1
+  end
+end
+local id = string.format('%d-%d', ms, seq)
+redis.call('SET', KEYS[1], id)
+local hdr
+if #id < 32 then hdr = string.char(160 + #id) else hdr = string.char(217, #id) end
+local pos = tonumber(ARGV[2])
+local msg = string.sub(ARGV[1], 1, pos) .. hdr .. id .. string.sub(ARGV[1], pos + 1)
+local max = tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+local minid = string.format('%d-0', math.max(ms - window, 0))
+for i = 2, #KEYS, 2 do
+  local r = redis.pcall('XADD', KEYS[i], 'MINID', '~', minid, id, 'm', msg)
+  if type(r) ~= 'table' or not r.err then
+    redis.call('PEXPIRE', KEYS[i], window)
+    local n = redis.call('XLEN', KEYS[i])
+    if n > max then
+      local old = redis.call('XRANGE', KEYS[i], '-', '+', 'COUNT', n - max)
+      redis.call('XTRIM', KEYS[i], 'MAXLEN', max)
+      redis.call('SET', KEYS[i + 1], old[#old][1], 'PX', window)
+    end
+  end
+end
+redis.call('PUBLISH', ARGV[3], msg)
+return id
+`
+
+// liveScript records a connected session. KEYS: the live hash. ARGV: pid,
+// session, the hash's expiry in milliseconds.
+var liveScript = `
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`
+
+// persistScript keeps a session for the window, unless it has left the
+// live hash meanwhile (recovered elsewhere), or unconditionally when
+// ARGV[4] is 1 (shutdown). KEYS: the live hash, the session key. ARGV:
+// pid, session, the window in milliseconds, force.
+var persistScript = `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 or ARGV[4] == '1' then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+`
+
+func (o *RecoveryOptions) setDefaults() {
+	if o.MaxPackets <= 0 {
+		o.MaxPackets = 1000
+	}
+	if o.Key == "" {
+		o.Key = "switchboard-recovery"
+	}
+}
+
+func (c *Classic) recovering() bool { return c.opts.Recovery.Window > 0 }
+
+// recoveryKeys are a namespace's key names.
+type recoveryKeys struct{ base string }
+
+func newRecoveryKeys(key, nsp string) recoveryKeys {
+	return recoveryKeys{base: key + "#{" + nsp + "}#"}
+}
+
+func (k recoveryKeys) clock() string             { return k.base + "clock" }
+func (k recoveryKeys) session(pid string) string { return k.base + "session#" + pid }
+func (k recoveryKeys) live(uid string) string    { return k.base + "live#" + uid }
+
+// stream and trimmed name a room's stream and its mark; "" is the
+// namespace's.
+func (k recoveryKeys) stream(room string) string {
+	if room == "" {
+		return k.base + "all"
+	}
+	return k.base + "s#" + room
+}
+
+func (k recoveryKeys) trimmed(room string) string {
+	if room == "" {
+		return k.base + "tall"
+	}
+	return k.base + "t#" + room
+}
+
+func (c *Classic) windowMs() int64 { return c.opts.Recovery.Window.Milliseconds() }
+
+// ------------------------------------------------------------ storing ---
+
+// encodeStored writes a broadcast as encodeBroadcast does, with room for
+// one more argument, and returns the byte at which the offset goes.
+func encodeStored(uid, nsp string, p *socketio.Packet, rooms, except []string, flags socketio.BroadcastFlags) ([]byte, int, error) {
+	args, _ := p.Data.([]any)
+	b := appendMsgpackLen(nil, 3, 0x90, 0xdc)
+	b = appendMsgpackString(b, uid)
+	b = appendMsgpackLen(b, 3, 0x80, 0xde)
+	b = appendMsgpackString(b, "type")
+	b = appendMsgpackInt(b, int64(socketio.PacketEvent))
+	b = appendMsgpackString(b, "data")
+	b = appendMsgpackLen(b, len(args)+1, 0x90, 0xdc)
+	for _, v := range args {
+		var err error
+		if b, err = appendMsgpackDepth(b, v, 3); err != nil {
+			return nil, 0, err
+		}
+	}
+	pos := len(b)
+	b = appendMsgpackString(b, "nsp")
+	b = appendMsgpackString(b, nsp)
+	b, err := appendMsgpack(b, optsFields(rooms, except, flags))
+	return b, pos, err
+}
+
+// broadcastStored sends a storable broadcast through storeScript; this
+// process's sockets get it when it comes back. While Redis is away (or the
+// queue is full) it is delivered here at once, unstored.
+func (a *adapter) broadcastStored(p *socketio.Packet, opts *socketio.BroadcastOptions) error {
+	c := a.c
+	if c.opts.Publishing != nil && !c.opts.Publishing() {
+		c.cnt.skipped.Add(1)
+		return a.mem.Broadcast(p, opts)
+	}
+	rooms, except := unique(opts.Rooms), unique(opts.Except)
+	payload, pos, err := encodeStored(c.uid, a.name, p, rooms, except, opts.Flags)
+	if err != nil {
+		return fmt.Errorf("redis adapter: encode broadcast: %w", err)
+	}
+	targets := rooms
+	if len(targets) == 0 {
+		targets = []string{""}
+	}
+	keys := make([]string, 0, 1+2*len(targets))
+	keys = append(keys, a.keys.clock())
+	for _, r := range targets {
+		keys = append(keys, a.keys.stream(r), a.keys.trimmed(r))
+	}
+	channel := a.broadcastChannel(rooms)
+	args := []any{payload, pos, channel, c.opts.Recovery.MaxPackets, c.windowMs()}
+	err = c.w.enqueue(outMsg{kind: kindBroadcast, channel: channel, payload: payload,
+		cmd: func(ctx context.Context, pipe goredis.Pipeliner) { pipe.Eval(ctx, storeScript, keys, args...) }})
+	if err != nil {
+		c.cnt.dropped.Add(1)
+		err = fmt.Errorf("redis adapter: publish to %s: %w", channel, err)
+		c.reportError(err)
+		_ = a.mem.Broadcast(p, opts) // not coming back: this process's sockets still get it
+		return err
+	}
+	return nil
+}
+
+// onStoredBroadcast delivers a broadcast from a process that stores (this
+// one included); false if it is not stored after all (volatile), for the
+// caller to deliver as any other.
+func (a *adapter) onStoredBroadcast(p *socketio.Packet, opts *socketio.BroadcastOptions) bool {
+	if opts.Flags.Volatile {
+		return false
+	}
+	args, _ := p.Data.([]any)
+	s, _ := args[len(args)-1].(string)
+	off, ok := socketio.ParseOffset(s)
+	if !ok {
+		return false
+	}
+	msgs, err := socketio.EncodePacket(p)
+	if err != nil {
+		a.malformed("broadcast", err)
+		return true
+	}
+	a.mem.DeliverStored(msgs, opts, off)
+	return true
+}
+
+// ----------------------------------------------------------- sessions ---
+
+// Recovering implements socketio.SessionAdapter.
+func (a *adapter) Recovering() bool { return a.c.recovering() && !a.detached }
+
+// LastOffset implements socketio.SessionAdapter.
+func (a *adapter) LastOffset() socketio.Offset { return a.mem.LastOffset() }
+
+// NewSessionID implements socketio.SessionAdapter: this process's uid, a
+// dot, and 20 random characters (the uid finds the live hash).
+func (a *adapter) NewSessionID() string { return a.c.uid + "." + randomID(20) }
+
+// pidUID returns the uid of the process that made pid; false for a pid
+// that none of ours could be.
+func pidUID(pid string) (string, bool) {
+	i := strings.LastIndexByte(pid, '.')
+	if i <= 0 || len(pid)-i-1 != 20 || len(pid) > 64 || !strings.HasPrefix(pid, stampPrefix) {
+		return "", false
+	}
+	for _, r := range pid {
+		if !(r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return "", false
+		}
+	}
+	return pid[:i], true
+}
+
+func (a *adapter) enqueueSession(cmd func(ctx context.Context, pipe goredis.Pipeliner)) {
+	if err := a.c.w.enqueue(outMsg{kind: kindSession, cmd: cmd}); err != nil {
+		a.c.cnt.dropped.Add(1)
+		a.c.reportError(fmt.Errorf("redis adapter: session write: %w", err))
+	}
+}
+
+// SaveSession implements socketio.SessionAdapter: the live hash.
+func (a *adapter) SaveSession(sess socketio.Session) {
+	rec, err := json.Marshal(sess)
+	if err != nil {
+		return
+	}
+	keys := []string{a.keys.live(a.c.uid)}
+	ttl := (a.c.opts.Recovery.Window + 2*renewEvery).Milliseconds()
+	a.enqueueSession(func(ctx context.Context, pipe goredis.Pipeliner) {
+		pipe.Eval(ctx, liveScript, keys, sess.PID, rec, ttl)
+	})
+}
+
+// EndSession implements socketio.SessionAdapter.
+func (a *adapter) EndSession(sess socketio.Session, keep bool) {
+	live := a.keys.live(a.c.uid)
+	if !keep {
+		a.enqueueSession(func(ctx context.Context, pipe goredis.Pipeliner) { pipe.HDel(ctx, live, sess.PID) })
+		return
+	}
+	rec, err := json.Marshal(sess)
+	if err != nil {
+		return
+	}
+	keys := []string{live, a.keys.session(sess.PID)}
+	window := a.c.windowMs()
+	a.enqueueSession(func(ctx context.Context, pipe goredis.Pipeliner) {
+		pipe.Eval(ctx, persistScript, keys, sess.PID, rec, window, 0)
+	})
+}
+
+// SaveSessions implements socketio.SessionAdapter: at once, in pipelines
+// of 512, waiting for Redis.
+func (a *adapter) SaveSessions(ctx context.Context, sessions []socketio.Session) error {
+	live := a.keys.live(a.c.uid)
+	window := a.c.windowMs()
+	for chunk := range slices.Chunk(sessions, 512) {
+		pipe := a.c.pub.Pipeline()
+		for _, sess := range chunk {
+			rec, err := json.Marshal(sess)
+			if err != nil {
+				continue
+			}
+			pipe.Eval(ctx, persistScript, []string{live, a.keys.session(sess.PID)}, sess.PID, rec, window, 1)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("redis adapter: keep sessions: %w", err)
+		}
+		a.c.cnt.published[kindSession].Add(uint64(len(chunk)))
+	}
+	return nil
+}
+
+// renew keeps this process's live hashes from expiring (the keeper).
+func (c *Classic) renew() {
+	defer c.wg.Done()
+	t := time.NewTicker(renewEvery)
+	defer t.Stop()
+	ttl := (c.opts.Recovery.Window + 2*renewEvery).Milliseconds()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		keys := make([]string, 0, len(c.byName))
+		for _, a := range c.byName {
+			keys = append(keys, a.keys.live(c.uid))
+		}
+		c.mu.Unlock()
+		for _, k := range keys {
+			if err := c.w.enqueue(outMsg{kind: kindSession, cmd: func(ctx context.Context, pipe goredis.Pipeliner) {
+				pipe.PExpire(ctx, k, time.Duration(ttl)*time.Millisecond)
+			}}); err != nil {
+				c.reportError(fmt.Errorf("redis adapter: renew live sessions: %w", err))
+			}
+		}
+	}
+}
+
+// ------------------------------------------------------------ restore ---
+
+// RestoreSession implements socketio.SessionAdapter, on a goroutine of its
+// own (bounded by RequestsTimeout; Close waits for it).
+func (a *adapter) RestoreSession(r *socketio.Restore) {
+	c := a.c
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		r.Done(socketio.RestoreResult{Outcome: socketio.RecoveryFailed, Err: ErrClosed})
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.RequestsTimeout)
+		defer cancel()
+		r.Done(a.restore(ctx, r))
+	}()
+}
+
+func failed(err error) socketio.RestoreResult {
+	return socketio.RestoreResult{Outcome: socketio.RecoveryFailed, Err: fmt.Errorf("redis adapter: restore session: %w", err)}
+}
+
+func (a *adapter) restore(ctx context.Context, r *socketio.Restore) socketio.RestoreResult {
+	uid, ok := pidUID(r.PID)
+	if !ok {
+		return socketio.RestoreResult{Outcome: socketio.RecoveryInvalid}
+	}
+	var off socketio.Offset
+	if r.Offset != "" {
+		if off, ok = socketio.ParseOffset(r.Offset); !ok {
+			return socketio.RestoreResult{Outcome: socketio.RecoveryInvalid}
+		}
+	}
+	// Find the session: kept, or live on a process that is gone.
+	sessKey, liveKey := a.keys.session(r.PID), a.keys.live(uid)
+	owner := a.c.opts.Key + "-response#" + a.name + "#" + uid + "#"
+	pipe := a.c.pub.Pipeline()
+	kept := pipe.Get(ctx, sessKey)
+	live := pipe.HGet(ctx, liveKey, r.PID)
+	subs := pipe.PubSubNumSub(ctx, owner)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return failed(err)
+	}
+	rec := kept.Val()
+	if rec == "" && live.Val() != "" && subs.Val()[owner] == 0 {
+		rec = live.Val()
+	}
+	if rec == "" {
+		return socketio.RestoreResult{Outcome: socketio.RecoveryExpired}
+	}
+	var sess socketio.Session
+	if err := json.Unmarshal([]byte(rec), &sess); err != nil || sess.SID == "" {
+		return socketio.RestoreResult{Outcome: socketio.RecoveryExpired}
+	}
+	sess.PID = r.PID
+	if sess.Owner != r.Owner {
+		return socketio.RestoreResult{Outcome: socketio.RecoveryRefused}
+	}
+
+	// Join first: what is stored after the read below reaches the socket
+	// live.
+	rooms := append(r.Join(sess.Rooms), sess.SID)
+	from, check := sess.Start, false
+	if r.Offset != "" && sess.Start.Before(off) {
+		from, check = off, true
+	}
+	targets := append(slices.Clone(rooms), "")
+	pipe = a.c.pub.Pipeline()
+	del := pipe.Del(ctx, sessKey)
+	hdel := pipe.HDel(ctx, liveKey, r.PID)
+	marks := make([]*goredis.StringCmd, len(targets))
+	reads := make([]*goredis.XMessageSliceCmd, len(targets))
+	for i, room := range targets {
+		marks[i] = pipe.Get(ctx, a.keys.trimmed(room))
+		reads[i] = pipe.XRangeN(ctx, a.keys.stream(room), from.String(), "+", int64(a.c.opts.Recovery.MaxPackets)+1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return failed(err)
+	}
+	if del.Val() != 1 && hdel.Val() != 1 {
+		return socketio.RestoreResult{Outcome: socketio.RecoveryExpired} // restored by someone else meanwhile
+	}
+	found := !check
+	for _, m := range marks {
+		mark, ok := socketio.ParseOffset(m.Val())
+		if !ok {
+			continue
+		}
+		if from.Before(mark) {
+			return socketio.RestoreResult{Outcome: socketio.RecoveryExpired} // some of what it missed is gone
+		}
+		found = found || mark == from
+	}
+	type entry struct {
+		off socketio.Offset
+		msg string
+	}
+	var entries []entry
+	floor := from
+	for _, rd := range reads {
+		for _, x := range rd.Val() {
+			o, ok := socketio.ParseOffset(x.ID)
+			if !ok {
+				continue
+			}
+			if o == from {
+				found = true
+				continue
+			}
+			if floor.Before(o) {
+				floor = o
+			}
+			msg, _ := x.Values["m"].(string)
+			entries = append(entries, entry{o, msg})
+		}
+	}
+	if !found {
+		if int64(from.Millis) < time.Now().Add(-a.c.opts.Recovery.Window).UnixMilli() {
+			return socketio.RestoreResult{Outcome: socketio.RecoveryExpired}
+		}
+		return socketio.RestoreResult{Outcome: socketio.RecoveryInvalid} // not an offset the session was sent
+	}
+	slices.SortFunc(entries, func(x, y entry) int {
+		switch {
+		case x.off.Before(y.off):
+			return -1
+		case y.off.Before(x.off):
+			return 1
+		}
+		return 0
+	})
+	entries = slices.CompactFunc(entries, func(x, y entry) bool { return x.off == y.off })
+	missed := make([]socketio.StoredPacket, 0, len(entries))
+	for _, e := range entries {
+		p, opts, ok := a.decodeStored(e.msg)
+		if !ok || excluded(opts.Except, rooms) {
+			continue
+		}
+		msgs, err := socketio.EncodePacket(p)
+		if err != nil {
+			continue
+		}
+		missed = append(missed, socketio.StoredPacket{Offset: e.off, Msgs: msgs})
+	}
+	return socketio.RestoreResult{Outcome: socketio.Recovered, Session: sess, Missed: missed, Floor: floor}
+}
+
+// decodeStored reads a stream entry (a published message).
+func (a *adapter) decodeStored(payload string) (*socketio.Packet, socketio.BroadcastOptions, bool) {
+	v, err := decodeMsgpack(payload)
+	if err != nil {
+		a.malformed("stored broadcast", err)
+		return nil, socketio.BroadcastOptions{}, false
+	}
+	msg, ok := v.([]any)
+	if !ok || len(msg) < 3 {
+		a.malformed("stored broadcast", fmt.Errorf("not an array of 3: %T", v))
+		return nil, socketio.BroadcastOptions{}, false
+	}
+	p, ok := a.packetFrom(msg[1])
+	if !ok {
+		return nil, socketio.BroadcastOptions{}, false
+	}
+	return p, optsFrom(msg[2]), true
+}
+
+func excluded(except, rooms []string) bool {
+	for _, r := range except {
+		if slices.Contains(rooms, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// stamps reports whether uid's broadcasts carry offsets.
+func stamps(uid string) bool { return strings.HasPrefix(uid, stampPrefix) }
