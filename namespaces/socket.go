@@ -58,6 +58,16 @@ type Config struct {
 	RateLimit float64
 	RateBurst int
 
+	// RecoveryWindow turns on connection state recovery: a client back
+	// within it gets its session and what it missed. Zero disables. With
+	// Adapter nil it configures the in-memory adapter; an adapter across
+	// processes is built with the same window by its owner (package
+	// server).
+	RecoveryWindow time.Duration
+	// RecoveryMaxPackets bounds the packets kept per room for recovery;
+	// zero is socketio's default (1000).
+	RecoveryMaxPackets int
+
 	// Now and NewID default to the wall clock and random ids.
 	Now   func() time.Time
 	NewID func() string
@@ -129,6 +139,18 @@ func New(cfg Config) (*App, error) {
 		RootIsNotAConnect: true, // a v2 client must authenticate on /socket in time
 		Adapter:           cfg.Adapter,
 		Logger:            cfg.Logger,
+		Recovery: socketio.RecoveryOptions{
+			Window:     cfg.RecoveryWindow,
+			MaxPackets: cfg.RecoveryMaxPackets,
+			// A session is restored only to its user: the auth middleware
+			// has run again by then.
+			Owner: userOf,
+			OnRestore: func(s *socketio.Socket, o socketio.RecoveryOutcome) {
+				if o == socketio.RecoveryRefused {
+					cfg.Logger.Warn("recovery refused: the session belongs to another user", "user", userOf(s))
+				}
+			},
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("namespaces: %w", err)
@@ -187,6 +209,9 @@ func (a *App) Dispatcher() handlers.Dispatcher { return a.rooms }
 
 // Sockets is the number of sockets connected to /socket in this process.
 func (a *App) Sockets() int { return a.nsp.Len() }
+
+// RecoveryStats counts what connection state recovery did.
+func (a *App) RecoveryStats() socketio.RecoveryStats { return a.io.RecoveryStats() }
 
 // Engine is the Engine.IO server (for its counters).
 func (a *App) Engine() *engineio.Server { return a.io.Engine() }

@@ -118,6 +118,9 @@ func newRedisLink(cfg *Config, logger *slog.Logger, onError func()) (*redisLink,
 		}
 		l.adapter = sharded
 	} else {
+		// Connection state recovery is the classic adapter's (Config
+		// refuses it with the sharded one).
+		aopts.Recovery = redisadapter.RecoveryOptions{Window: cfg.RecoveryWindow, MaxPackets: cfg.RecoveryMaxPackets}
 		l.adapter = redisadapter.NewClassic(l.pub, l.sub, aopts)
 	}
 	l.setDown("not probed yet")

@@ -57,6 +57,13 @@ type Config struct {
 	// this one, to relay the requests of the sessions it holds (with
 	// RedisURL only). "" derives it from Addr: see advertiseAddr.
 	AdvertiseAddr string
+
+	// RecoveryWindow is how long a disconnected client can recover its
+	// session (and what it missed) on any process; 0 disables.
+	RecoveryWindow time.Duration
+	// RecoveryMaxPackets bounds the packets kept per room for recovery;
+	// 0 is 1000.
+	RecoveryMaxPackets int
 }
 
 const defaultAddr = ":7999"
@@ -157,7 +164,45 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if c.LogLevel, err = level(get("LOG_LEVEL")); err != nil {
 		return c, bad("LOG_LEVEL", err.Error())
 	}
+	if c.RecoveryWindow, err = recoveryWindow(get("RECOVERY_WINDOW")); err != nil {
+		return c, bad("RECOVERY_WINDOW", err.Error())
+	}
+	if c.RedisURL != "" && c.RedisAdapter == AdapterSharded {
+		// Recovery orders every stored broadcast through one Redis node,
+		// which the sharded adapter's pub/sub cannot (its channels are
+		// spread over a cluster's nodes): off by default with it, and
+		// refused when asked for.
+		if get("RECOVERY_WINDOW") != "" && c.RecoveryWindow != 0 {
+			return c, bad("RECOVERY_WINDOW", "not available with REDIS_ADAPTER=sharded: set 0, or use the classic adapter")
+		}
+		c.RecoveryWindow = 0
+	}
+	maxPackets, err := positiveInt(get("RECOVERY_MAX_PACKETS"), defaultRecoveryMaxPackets)
+	if err != nil {
+		return c, bad("RECOVERY_MAX_PACKETS", err.Error())
+	}
+	c.RecoveryMaxPackets = int(min(maxPackets, maxRecoveryMaxPackets+1)) // over the bound: Validate names it
 	return c, c.Validate()
+}
+
+// Recovery's defaults and bounds.
+const (
+	defaultRecoveryWindow     = 2 * time.Minute
+	maxRecoveryWindow         = 24 * time.Hour
+	defaultRecoveryMaxPackets = 1000
+	maxRecoveryMaxPackets     = 1_000_000
+)
+
+// recoveryWindow reads RECOVERY_WINDOW: 0 (off), or 1s to 24h.
+func recoveryWindow(v string) (time.Duration, error) {
+	if v == "" {
+		return defaultRecoveryWindow, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d != 0 && (d < time.Second || d > maxRecoveryWindow) {
+		return 0, fmt.Errorf("want 0 (off) or a duration from 1s to 24h, such as 2m")
+	}
+	return d, nil
 }
 
 // Validate checks what ConfigFromEnv checks, for configurations built by
@@ -205,6 +250,12 @@ func (c *Config) Validate() error {
 		return bad("RATE_LIMIT", fmt.Sprint(c.RateLimit), "must not be negative")
 	case c.RateBurst < 1:
 		return bad("RATE_BURST", strconv.Itoa(c.RateBurst), "must be at least 1")
+	case c.RecoveryWindow != 0 && (c.RecoveryWindow < time.Second || c.RecoveryWindow > maxRecoveryWindow):
+		return bad("RECOVERY_WINDOW", c.RecoveryWindow.String(), "must be 0 (off) or from 1s to 24h")
+	case c.RecoveryMaxPackets < 0 || c.RecoveryMaxPackets > maxRecoveryMaxPackets:
+		return bad("RECOVERY_MAX_PACKETS", strconv.Itoa(c.RecoveryMaxPackets), "must be from 1 to 1000000")
+	case c.RecoveryWindow != 0 && c.RedisURL != "" && c.RedisAdapter == AdapterSharded:
+		return bad("RECOVERY_WINDOW", c.RecoveryWindow.String(), "not available with REDIS_ADAPTER=sharded: set 0, or use the classic adapter")
 	}
 	return nil
 }

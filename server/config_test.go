@@ -35,6 +35,9 @@ func TestConfigDefaults(t *testing.T) {
 		RateBurst:       40,
 		ShutdownTimeout: 10 * time.Second,
 		LogLevel:        slog.LevelInfo,
+		// Recovery is on by default (the contract's RECOVERY_WINDOW=2m).
+		RecoveryWindow:     2 * time.Minute,
+		RecoveryMaxPackets: 1000,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults = %+v\nwant       %+v", c, want)
@@ -112,6 +115,15 @@ func TestConfigGoodValues(t *testing.T) {
 		{map[string]string{"ADVERTISE_ADDR": "10.0.0.5:7999"}, func(c server.Config) bool { return c.AdvertiseAddr == "10.0.0.5:7999" }},
 		{map[string]string{"ADVERTISE_ADDR": "sb1:7999"}, func(c server.Config) bool { return c.AdvertiseAddr == "sb1:7999" }},
 		{map[string]string{"ADVERTISE_ADDR": "[fd00::1]:7999"}, func(c server.Config) bool { return c.AdvertiseAddr == "[fd00::1]:7999" }},
+		{map[string]string{"RECOVERY_WINDOW": "0"}, func(c server.Config) bool { return c.RecoveryWindow == 0 }},
+		{map[string]string{"RECOVERY_WINDOW": "0s"}, func(c server.Config) bool { return c.RecoveryWindow == 0 }},
+		{map[string]string{"RECOVERY_WINDOW": "1s"}, func(c server.Config) bool { return c.RecoveryWindow == time.Second }},
+		{map[string]string{"RECOVERY_WINDOW": "24h"}, func(c server.Config) bool { return c.RecoveryWindow == 24*time.Hour }},
+		{map[string]string{"RECOVERY_MAX_PACKETS": "1"}, func(c server.Config) bool { return c.RecoveryMaxPackets == 1 }},
+		{map[string]string{"RECOVERY_MAX_PACKETS": "1000000"}, func(c server.Config) bool { return c.RecoveryMaxPackets == 1_000_000 }},
+		{map[string]string{"REDIS_URL": "redis://h:1/0", "REDIS_ADAPTER": "sharded"}, func(c server.Config) bool { return c.RecoveryWindow == 0 }},
+		{map[string]string{"REDIS_URL": "redis://h:1/0", "REDIS_ADAPTER": "sharded", "RECOVERY_WINDOW": "0"}, func(c server.Config) bool { return c.RecoveryWindow == 0 }},
+		{map[string]string{"REDIS_ADAPTER": "sharded"}, func(c server.Config) bool { return c.RecoveryWindow == 2*time.Minute }}, // in memory: recovers
 	}
 	for _, tt := range tests {
 		c, err := server.ConfigFromEnv(env(tt.vars))
@@ -183,6 +195,16 @@ func TestConfigBadValues(t *testing.T) {
 		{"ADVERTISE_ADDR", "sb1:0"},
 		{"ADVERTISE_ADDR", "sb1:99999"},
 		{"ADVERTISE_ADDR", "http://sb1:7999"},
+		{"RECOVERY_WINDOW", "soon"},
+		{"RECOVERY_WINDOW", "120"},
+		{"RECOVERY_WINDOW", "-2m"},
+		{"RECOVERY_WINDOW", "500ms"},
+		{"RECOVERY_WINDOW", "25h"},
+		{"RECOVERY_MAX_PACKETS", "0"},
+		{"RECOVERY_MAX_PACKETS", "-1"},
+		{"RECOVERY_MAX_PACKETS", "1000001"},
+		{"RECOVERY_MAX_PACKETS", "99999999999999999999"},
+		{"RECOVERY_MAX_PACKETS", "many"},
 	}
 	for _, tt := range tests {
 		for _, secret := range []string{"", "s3cret"} {
@@ -235,6 +257,10 @@ func TestConfigValidate(t *testing.T) {
 		{"MAX_PAYLOAD_BYTES", func(c *server.Config) { c.MaxPayloadBytes = 0 }},
 		{"DEBUG_ADDR", func(c *server.Config) { c.DebugAddr = "nope" }},
 		{"ADVERTISE_ADDR", func(c *server.Config) { c.AdvertiseAddr = ":7999" }},
+		{"RECOVERY_WINDOW", func(c *server.Config) { c.RecoveryWindow = -time.Second }},
+		{"RECOVERY_WINDOW", func(c *server.Config) { c.RecoveryWindow = time.Millisecond }},
+		{"RECOVERY_MAX_PACKETS", func(c *server.Config) { c.RecoveryMaxPackets = -1 }},
+		{"RECOVERY_WINDOW", func(c *server.Config) { c.RedisURL, c.RedisAdapter = "redis://h:1/0", server.AdapterSharded }},
 	}
 	for _, tt := range tests {
 		c := base
@@ -252,14 +278,16 @@ func TestConfigZeroValuesDocumentedAsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mutate := range map[string]func(*server.Config){
-		`Addr ""`:          func(c *server.Config) { c.Addr = "" },
-		"RateLimit 0":      func(c *server.Config) { c.RateLimit = 0 },
-		"no CORS":          func(c *server.Config) { c.CORSOrigins = nil },
-		`DebugAddr ""`:     func(c *server.Config) { c.DebugAddr = "" },
-		`RedisURL ""`:      func(c *server.Config) { c.RedisURL = "" },
-		`NodeID ""`:        func(c *server.Config) { c.NodeID = "" },
-		"LogLevel zero":    func(c *server.Config) { c.LogLevel = 0 },
-		`AdvertiseAddr ""`: func(c *server.Config) { c.AdvertiseAddr = "" },
+		`Addr ""`:                     func(c *server.Config) { c.Addr = "" },
+		"RateLimit 0":                 func(c *server.Config) { c.RateLimit = 0 },
+		"no CORS":                     func(c *server.Config) { c.CORSOrigins = nil },
+		`DebugAddr ""`:                func(c *server.Config) { c.DebugAddr = "" },
+		`RedisURL ""`:                 func(c *server.Config) { c.RedisURL = "" },
+		`NodeID ""`:                   func(c *server.Config) { c.NodeID = "" },
+		"LogLevel zero":               func(c *server.Config) { c.LogLevel = 0 },
+		`AdvertiseAddr ""`:            func(c *server.Config) { c.AdvertiseAddr = "" },
+		"no recovery":                 func(c *server.Config) { c.RecoveryWindow = 0 },
+		"RecoveryMaxPackets 0 (1000)": func(c *server.Config) { c.RecoveryMaxPackets = 0 },
 	} {
 		c := base
 		mutate(&c)
@@ -267,4 +295,13 @@ func TestConfigZeroValuesDocumentedAsDefaults(t *testing.T) {
 			t.Errorf("%s: Validate = %v, want nil", name, err)
 		}
 	}
+}
+
+// Recovery is the classic adapter's: with REDIS_ADAPTER=sharded it is off
+// by default, and asking for it is refused, naming RECOVERY_WINDOW.
+func TestConfigRecoveryWithTheShardedAdapter(t *testing.T) {
+	_, err := server.ConfigFromEnv(env(map[string]string{
+		"REDIS_URL": "redis://h:1/0", "REDIS_ADAPTER": "sharded", "RECOVERY_WINDOW": "2m", "JWT_SECRET": "s",
+	}))
+	wantConfigError(t, err, "RECOVERY_WINDOW")
 }

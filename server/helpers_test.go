@@ -155,12 +155,16 @@ func token(t *testing.T, user string) string {
 // (Compatibility with the real npm clients is tested in web/test.)
 type sioClient struct {
 	conn     *websocket.Conn
+	sid, pid string // from the CONNECT reply (pid with recovery on)
 	wmu      sync.Mutex
 	amu      sync.Mutex
 	acks     map[int]chan []any
 	nextAck  int
 	messages chan map[string]any
 	done     chan struct{}
+
+	omu    sync.Mutex
+	offset string // the last delivery's offset, as socket.io-client keeps it
 }
 
 // connectErr is the data of a connect_error packet.
@@ -182,6 +186,12 @@ func dial(t *testing.T, srv *Server, tok string) *sioClient {
 }
 
 func dialSocket(addr, tok string) (*sioClient, error) {
+	return dialAuth(addr, map[string]string{"token": tok})
+}
+
+// dialAuth connects with a CONNECT auth of its own (a token, and a pid and
+// an offset to recover).
+func dialAuth(addr string, authFields map[string]string) (*sioClient, error) {
 	u := url.URL{Scheme: "ws", Host: addr, Path: "/socket.io/", RawQuery: "EIO=4&transport=websocket"}
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
 	conn, _, err := d.Dial(u.String(), http.Header{})
@@ -193,7 +203,7 @@ func dialSocket(addr, tok string) (*sioClient, error) {
 		conn.Close()
 		return nil, fmt.Errorf("open packet: %q %v", open, err)
 	}
-	auth, _ := json.Marshal(map[string]string{"token": tok})
+	auth, _ := json.Marshal(authFields)
 	if err := conn.WriteMessage(websocket.TextMessage, append([]byte("40/socket,"), auth...)); err != nil {
 		conn.Close()
 		return nil, err
@@ -208,6 +218,9 @@ func dialSocket(addr, tok string) (*sioClient, error) {
 		case strings.HasPrefix(s, "40/socket,"):
 			_ = conn.SetReadDeadline(time.Time{})
 			c := &sioClient{conn: conn, acks: map[int]chan []any{}, messages: make(chan map[string]any, 1024), done: make(chan struct{})}
+			var reply struct{ SID, PID string }
+			_ = json.Unmarshal([]byte(strings.TrimPrefix(s, "40/socket,")), &reply)
+			c.sid, c.pid = reply.SID, reply.PID
 			go c.read()
 			return c, nil
 		case strings.HasPrefix(s, "44/socket,"):
@@ -236,10 +249,22 @@ func (c *sioClient) read() {
 			c.write("3")
 		case strings.HasPrefix(s, "42/socket,"):
 			var ev []any
-			if json.Unmarshal([]byte(strings.TrimPrefix(s, "42/socket,")), &ev) == nil && len(ev) == 2 && ev[0] == "message" {
-				if m, ok := ev[1].(map[string]any); ok {
-					c.messages <- m
+			if json.Unmarshal([]byte(strings.TrimPrefix(s, "42/socket,")), &ev) != nil || len(ev) < 2 || ev[0] != "message" {
+				continue
+			}
+			if len(ev) == 3 { // with recovery on, the offset comes last
+				off, ok := ev[2].(string)
+				if !ok {
+					continue
 				}
+				c.omu.Lock()
+				c.offset = off
+				c.omu.Unlock()
+			} else if len(ev) != 2 {
+				continue
+			}
+			if m, ok := ev[1].(map[string]any); ok {
+				c.messages <- m
 			}
 		case strings.HasPrefix(s, "43/socket,"):
 			rest := strings.TrimPrefix(s, "43/socket,")
@@ -303,6 +328,13 @@ func (c *sioClient) next(t *testing.T) map[string]any {
 		t.Fatal("timed out waiting for a delivery")
 		return nil
 	}
+}
+
+// lastOffset is the offset of the last delivery read.
+func (c *sioClient) lastOffset() string {
+	c.omu.Lock()
+	defer c.omu.Unlock()
+	return c.offset
 }
 
 func (c *sioClient) close() {

@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-rt/switchboard/namespaces"
 	"github.com/switchboard-rt/switchboard/relay"
 	redisadapter "github.com/switchboard-rt/switchboard/socketio/redis"
+	"github.com/switchboard-rt/switchboard/socketio"
 )
 
 // metrics writes the Prometheus text format (0.0.4) itself. The Prometheus
@@ -37,6 +38,7 @@ type metrics struct {
 	adapterErrors atomic.Uint64
 	apiEvents     atomic.Uint64
 	sockets       func() float64
+	recovery      func() socketio.RecoveryStats // nil: none
 	// extra families (engine and adapter counters), written after ours.
 	extra []func(w *expo)
 	start time.Time
@@ -89,6 +91,9 @@ func (m *metrics) write(e *expo) {
 	e.sample("switchboard_adapter_errors_total", nil, float64(m.adapterErrors.Load()))
 	e.family("switchboard_api_events_total", "counter", "POST /api/events requests accepted.")
 	e.sample("switchboard_api_events_total", nil, float64(m.apiEvents.Load()))
+	if m.recovery != nil {
+		writeRecovery(e, m.recovery())
+	}
 	for _, f := range m.extra {
 		f(e)
 	}
@@ -109,6 +114,21 @@ func relayMetrics(st *relay.Stats) func(e *expo) {
 		e.sample("switchboard_relay_failures_total", [][2]string{{"reason", "unknown_node"}}, float64(st.UnknownNode.Load()))
 		e.sample("switchboard_relay_failures_total", [][2]string{{"reason", "unreachable"}}, float64(st.Unreachable.Load()))
 	}
+}
+
+// writeRecovery writes connection state recovery's counters (all zero
+// with RECOVERY_WINDOW=0).
+func writeRecovery(e *expo, st socketio.RecoveryStats) {
+	e.family("switchboard_recovery_sessions_persisted_total", "counter", "Sessions kept for recovery when their socket dropped (transport closed, ping timeout, shutdown), for RECOVERY_WINDOW.")
+	e.sample("switchboard_recovery_sessions_persisted_total", nil, float64(st.Persisted))
+	e.family("switchboard_recovery_sessions_recovered_total", "counter", "Reconnects that recovered their session: its socket id, rooms and every packet missed.")
+	e.sample("switchboard_recovery_sessions_recovered_total", nil, float64(st.Recovered))
+	e.family("switchboard_recovery_sessions_expired_total", "counter", "Reconnects that asked for a session no longer kept (past RECOVERY_WINDOW, recovered already, or missed packets trimmed by RECOVERY_MAX_PACKETS); they got a fresh session.")
+	e.sample("switchboard_recovery_sessions_expired_total", nil, float64(st.Expired))
+	e.family("switchboard_recovery_sessions_refused_total", "counter", "Reconnects refused recovery, by reason (they got a fresh session): other_user (the session is another user's), invalid (a forged pid or offset), unavailable (Redis did not answer).")
+	e.sample("switchboard_recovery_sessions_refused_total", [][2]string{{"reason", "other_user"}}, float64(st.Refused))
+	e.sample("switchboard_recovery_sessions_refused_total", [][2]string{{"reason", "invalid"}}, float64(st.Invalid))
+	e.sample("switchboard_recovery_sessions_refused_total", [][2]string{{"reason", "unavailable"}}, float64(st.Failed))
 }
 
 // counterVec is a counter with a fixed set of label names.

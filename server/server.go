@@ -19,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/switchboard-rt/switchboard/namespaces"
 	"github.com/switchboard-rt/switchboard/relay"
+	"github.com/switchboard-rt/switchboard/socketio"
 )
 
 // Server is one Switchboard process.
@@ -60,6 +61,7 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 		serveErr: make(chan error, 2),
 	}
 	s.metrics = newMetrics(func() float64 { return float64(s.app.Sockets()) })
+	s.metrics.recovery = func() socketio.RecoveryStats { return s.app.RecoveryStats() }
 
 	nsCfg := namespaces.Config{
 		Verifier:        s.tokens,
@@ -75,6 +77,10 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 		ConnectTimeout: connectTimeout,
 		RateLimit:      cfg.RateLimit,
 		RateBurst:      cfg.RateBurst,
+		// Recovery: the in-memory adapter's; the Redis adapter gets the
+		// same below.
+		RecoveryWindow:     cfg.RecoveryWindow,
+		RecoveryMaxPackets: cfg.RecoveryMaxPackets,
 	}
 	if len(cfg.CORSOrigins) > 0 {
 		nsCfg.AllowOrigin = s.allowOrigin
@@ -147,7 +153,7 @@ func (s *Server) Open() error {
 	go s.serve(s.http, ln)
 	s.logger.Info("listening", "addr", ln.Addr().String(), "node", s.nodeID, "redis", s.redis != nil,
 		"dev_mode", s.cfg.DevMode, "dev_tokens", s.cfg.DevTokens, "events_api", s.cfg.APIKey != "",
-		"advertise", advertise)
+		"advertise", advertise, "recovery_window", s.cfg.RecoveryWindow.String())
 	return nil
 }
 
