@@ -25,6 +25,9 @@ type outMsg struct {
 	// PUBLISH: recovery's stored broadcasts and session writes
 	// (recovery.go).
 	cmd func(ctx context.Context, pipe goredis.Pipeliner)
+	// failed, when set, is told why the message could not be written
+	// (on the writer's goroutine).
+	failed func(error)
 }
 
 // writer publishes the adapter's messages from one goroutine.
@@ -141,8 +144,15 @@ func (w *writer) flush(batch []outMsg) {
 	for i, m := range batch {
 		if i < len(cmds) && cmds[i].Err() == nil {
 			w.cnt.published[m.kind].Add(1)
-		} else {
-			failed++
+			continue
+		}
+		failed++
+		if m.failed != nil {
+			cerr := err
+			if i < len(cmds) && cmds[i].Err() != nil {
+				cerr = cmds[i].Err()
+			}
+			m.failed(cerr)
 		}
 	}
 	if failed > 0 {

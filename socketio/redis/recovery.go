@@ -59,6 +59,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -245,7 +246,14 @@ func (a *adapter) broadcastStored(p *socketio.Packet, opts *socketio.BroadcastOp
 	channel := a.broadcastChannel(rooms)
 	args := []any{payload, pos, channel, c.opts.Recovery.MaxPackets, c.windowMs()}
 	err = c.w.enqueue(outMsg{kind: kindBroadcast, channel: channel, payload: payload,
-		cmd: func(ctx context.Context, pipe goredis.Pipeliner) { pipe.Eval(ctx, storeScript, keys, args...) }})
+		cmd: func(ctx context.Context, pipe goredis.Pipeliner) { pipe.Eval(ctx, storeScript, keys, args...) },
+		failed: func(err error) {
+			// Redis went away before the probe said so: this process's
+			// sockets still get what surely did not reach anyone.
+			if unsent(err) {
+				_ = a.mem.Broadcast(p, opts)
+			}
+		}})
 	if err != nil {
 		c.cnt.dropped.Add(1)
 		err = fmt.Errorf("redis adapter: publish to %s: %w", channel, err)
@@ -254,6 +262,21 @@ func (a *adapter) broadcastStored(p *socketio.Packet, opts *socketio.BroadcastOp
 		return err
 	}
 	return nil
+}
+
+// unsent reports whether a command that failed surely never ran: no
+// connection could be had, or Redis answered with an error (the store
+// script publishes last). After a timeout it may have run.
+func unsent(err error) bool {
+	var rerr goredis.Error
+	if errors.As(err, &rerr) {
+		return true
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, goredis.ErrPoolTimeout) || errors.Is(err, goredis.ErrClosed)
 }
 
 // onStoredBroadcast delivers a broadcast from a process that stores (this
@@ -346,6 +369,9 @@ func (a *adapter) EndSession(sess socketio.Session, keep bool) {
 // SaveSessions implements socketio.SessionAdapter: at once, in pipelines
 // of 512, waiting for Redis.
 func (a *adapter) SaveSessions(ctx context.Context, sessions []socketio.Session) error {
+	if a.c.opts.Publishing != nil && !a.c.opts.Publishing() {
+		return ErrUnavailable // not worth a shutdown's time
+	}
 	live := a.keys.live(a.c.uid)
 	window := a.c.windowMs()
 	for chunk := range slices.Chunk(sessions, 512) {

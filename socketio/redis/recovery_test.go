@@ -558,3 +558,18 @@ func TestPeekStamp(t *testing.T) {
 		t.Error("a last argument that is not a string")
 	}
 }
+
+// Redis gone before anything says so (Options.Publishing still yes): a
+// stored broadcast that surely never reached Redis still reaches this
+// process's sockets, unstored.
+func TestRecoveryDeliversLocallyWhatRedisNeverGot(t *testing.T) {
+	r := startRedis(t)
+	n1 := startRecoveryNode(t, r, "n1", RecoveryOptions{})
+	a := dial(t, n1.node, "alice", "/chat", userAuth("alice", "", ""))
+	r.kill()
+	_ = n1.nsp("/chat").To("user:alice").Emit("m", "while Redis is gone")
+	ev := waitN(t, a, 1)
+	if got := labels(ev); got[0] != "while Redis is gone" || len(ev[0].args) != 1 {
+		t.Fatalf("got %v", ev[0].args)
+	}
+}
