@@ -47,6 +47,8 @@ export function startBalancer(targetPort) {
         url: `http://127.0.0.1:${port}`,
         get target() { return target; },
         point(p) { target = p; },
+        // cut drops every connection open now, as a network change would.
+        cut() { for (const c of conns) c.destroy(); },
         close() {
           for (const c of conns) c.destroy();
           return new Promise((res) => server.close(() => res()));
