@@ -15,6 +15,12 @@
 # VAR=value words for that server, e.g. OURS_ENV="GOGC=200"), SERVERS (default
 # "ours peer").
 #
+# Like for like: both servers run without connection state recovery. The
+# peer's default is RECOVERY_WINDOW=0 (with recovery it would swap its
+# pub/sub adapter for the streams one, see its README); ours defaults to 2m,
+# so ours gets RECOVERY_WINDOW=0 here (OURS_ENV may set it back).
+# recovery-cost.sh measures what recovery costs, on and off in one run.
+#
 # Scenarios (issue 5):
 #   S1  2,000 users x 2 devices, sendMessage at 200/s for 20 s
 #   S2  500 users x 2 devices, rate stepped up until p99 >= 50 ms
@@ -79,7 +85,7 @@ BROADCAST_REDIS="redis://127.0.0.1:$REDIS_PORT/0"
 # one process); sets TARGETS and PIDS.
 start_pair() {
   local name=$1 scen=$2 cmd extra i n=2
-  if [ "$name" = ours ]; then cmd=$OURS_CMD; extra=$OURS_ENV; else cmd=$PEER_CMD; extra=$PEER_ENV; fi
+  if [ "$name" = ours ]; then cmd=$OURS_CMD; extra="RECOVERY_WINDOW=0 $OURS_ENV"; else cmd=$PEER_CMD; extra=$PEER_ENV; fi
   [ "$scen" = S5 ] && n=1
   TARGETS=""; PIDS=""
   for i in $(seq "$n"); do

@@ -7,7 +7,8 @@
 #   bash cmd/sbload/profile.sh S3      # heap with 10,000 idle connections
 #
 # Environment: OUT (results dir), OURS_CMD (default: bin/switchboard, built
-# here), OURS_ENV (extra VAR=value words, e.g. "GOGC=200"), QUICK=1.
+# here), OURS_ENV (extra VAR=value words, e.g. "GOGC=200"), QUICK=1. As in
+# bench.sh, recovery is off (RECOVERY_WINDOW=0) unless OURS_ENV turns it on.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=lib.sh
@@ -16,7 +17,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SCEN=${1:-S1}
 OUT=${OUT:-/tmp/sbprofile-$SCEN-$(date -u +%Y%m%dT%H%M%SZ)}
 OURS_CMD=${OURS_CMD:-}
-OURS_ENV=${OURS_ENV:-}
+OURS_ENV="RECOVERY_WINDOW=0 ${OURS_ENV:-}"
 SECRET="profile-$RANDOM-$RANDOM"
 mkdir -p "$OUT"
 prepare

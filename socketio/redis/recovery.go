@@ -8,7 +8,7 @@ package redis
 // going back), appends it to the packet's arguments (spliced into the
 // msgpack at the position the encoder reports: the message is then exactly
 // what Node's adapter would write for the packet with one more argument),
-// adds it to a stream per room it is addressed to, and PUBLISHes it, all
+// appends it to a list per room it is addressed to, and PUBLISHes it, all
 // at once. So the order of the offsets is the order in which every
 // subscriber receives the messages, and no handler waits for Redis: the
 // writer pipelines the EVALs as it did the PUBLISHes.
@@ -25,16 +25,22 @@ package redis
 // node; the names start with Options.Recovery.Key):
 //
 //	…#{<nsp>}#clock          the last offset assigned
-//	…#{<nsp>}#s#<room>       a stream of the broadcasts addressed to room
-//	…#{<nsp>}#all            a stream of those addressed to no room
-//	…#{<nsp>}#t#<room>       the last entry trimmed from a stream by count
+//	…#{<nsp>}#s#<room>       a list of the broadcasts addressed to room
+//	…#{<nsp>}#all            a list of those addressed to no room
+//	…#{<nsp>}#t#<room>       the last entry trimmed from a list by count
 //	…#{<nsp>}#session#<pid>  a session kept for the window
 //	…#{<nsp>}#live#<uid>     a hash of the sessions connected to process uid
 //
-// A stream entry is the published message itself; streams lose entries
-// older than the window (MINID) and beyond MaxPackets (the trimmed mark
-// records the last such entry, so that a session that missed it is not
-// restored incompletely), and expire a window after their last entry.
+// An entry is "<offset> <message>", the message as published. A list loses
+// its entries older than the window (checked at its head on every append)
+// and beyond MaxPackets (the trimmed mark records the last such entry, so
+// that a session that missed it is not restored incompletely), and expires
+// a window after its last entry. A list rather than a stream: most rooms
+// (a user's) hold a few entries within a window, and Redis gives a stream
+// a 4 KiB node from its first entry (stream-node-max-bytes) where a short
+// list costs its entries (measured: 4,728 bytes for a stream of one
+// 320-byte entry; the restore reads a room's whole list, at most
+// MaxPackets entries, anyway).
 //
 // Sessions. A process writes a connected socket's session into its live
 // hash (whose expiry it renews every renewEvery), moves it to a session key
@@ -94,7 +100,7 @@ const stampPrefix = "sbr."
 const renewEvery = 10 * time.Second
 
 // storeScript stamps, stores and publishes one broadcast.
-// KEYS: clock, then a stream and its trimmed mark per room.
+// KEYS: clock, then a list and its trimmed mark per room.
 // ARGV: the message without its offset, the byte at which the offset goes,
 // the channel, MaxPackets, the window in milliseconds.
 var storeScript = `
@@ -117,17 +123,19 @@ local pos = tonumber(ARGV[2])
 local msg = string.sub(ARGV[1], 1, pos) .. hdr .. id .. string.sub(ARGV[1], pos + 1)
 local max = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
-local minid = string.format('%d-0', math.max(ms - window, 0))
+local oldest = ms - window
 for i = 2, #KEYS, 2 do
-  local r = redis.pcall('XADD', KEYS[i], 'MINID', '~', minid, id, 'm', msg)
-  if type(r) ~= 'table' or not r.err then
-    redis.call('PEXPIRE', KEYS[i], window)
-    local n = redis.call('XLEN', KEYS[i])
-    if n > max then
-      local old = redis.call('XRANGE', KEYS[i], '-', '+', 'COUNT', n - max)
-      redis.call('XTRIM', KEYS[i], 'MAXLEN', max)
-      redis.call('SET', KEYS[i + 1], old[#old][1], 'PX', window)
-    end
+  local n = redis.call('RPUSH', KEYS[i], id .. ' ' .. msg)
+  redis.call('PEXPIRE', KEYS[i], window)
+  if n > max then
+    local cut = redis.call('LRANGE', KEYS[i], n - max - 1, n - max - 1)
+    redis.call('LTRIM', KEYS[i], n - max, -1)
+    redis.call('SET', KEYS[i + 1], string.match(cut[1], '^%S+'), 'PX', window)
+  end
+  while true do
+    local head = redis.call('LINDEX', KEYS[i], 0)
+    if not head or tonumber(string.match(head, '^(%d+)')) >= oldest then break end
+    redis.call('LPOP', KEYS[i])
   end
 end
 redis.call('PUBLISH', ARGV[3], msg)
@@ -176,9 +184,9 @@ func (k recoveryKeys) clock() string             { return k.base + "clock" }
 func (k recoveryKeys) session(pid string) string { return k.base + "session#" + pid }
 func (k recoveryKeys) live(uid string) string    { return k.base + "live#" + uid }
 
-// stream and trimmed name a room's stream and its mark; "" is the
+// list and trimmed name a room's list and its mark; "" is the
 // namespace's.
-func (k recoveryKeys) stream(room string) string {
+func (k recoveryKeys) list(room string) string {
 	if room == "" {
 		return k.base + "all"
 	}
@@ -241,7 +249,7 @@ func (a *adapter) broadcastStored(p *socketio.Packet, opts *socketio.BroadcastOp
 	keys := make([]string, 0, 1+2*len(targets))
 	keys = append(keys, a.keys.clock())
 	for _, r := range targets {
-		keys = append(keys, a.keys.stream(r), a.keys.trimmed(r))
+		keys = append(keys, a.keys.list(r), a.keys.trimmed(r))
 	}
 	channel := a.broadcastChannel(rooms)
 	args := []any{payload, pos, channel, c.opts.Recovery.MaxPackets, c.windowMs()}
@@ -494,10 +502,10 @@ func (a *adapter) restore(ctx context.Context, r *socketio.Restore) socketio.Res
 	del := pipe.Del(ctx, sessKey)
 	hdel := pipe.HDel(ctx, liveKey, r.PID)
 	marks := make([]*goredis.StringCmd, len(targets))
-	reads := make([]*goredis.XMessageSliceCmd, len(targets))
+	reads := make([]*goredis.StringSliceCmd, len(targets))
 	for i, room := range targets {
 		marks[i] = pipe.Get(ctx, a.keys.trimmed(room))
-		reads[i] = pipe.XRangeN(ctx, a.keys.stream(room), from.String(), "+", int64(a.c.opts.Recovery.MaxPackets)+1)
+		reads[i] = pipe.LRange(ctx, a.keys.list(room), 0, -1)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return failed(err)
@@ -524,18 +532,18 @@ func (a *adapter) restore(ctx context.Context, r *socketio.Restore) socketio.Res
 	floor := from
 	for _, rd := range reads {
 		for _, x := range rd.Val() {
-			o, ok := socketio.ParseOffset(x.ID)
-			if !ok {
+			id, msg, _ := strings.Cut(x, " ")
+			o, ok := socketio.ParseOffset(id)
+			switch {
+			case !ok || o.Before(from):
 				continue
-			}
-			if o == from {
+			case o == from:
 				found = true
 				continue
 			}
 			if floor.Before(o) {
 				floor = o
 			}
-			msg, _ := x.Values["m"].(string)
 			entries = append(entries, entry{o, msg})
 		}
 	}
@@ -570,7 +578,7 @@ func (a *adapter) restore(ctx context.Context, r *socketio.Restore) socketio.Res
 	return socketio.RestoreResult{Outcome: socketio.Recovered, Session: sess, Missed: missed, Floor: floor}
 }
 
-// decodeStored reads a stream entry (a published message).
+// decodeStored reads a stored entry's message (as it was published).
 func (a *adapter) decodeStored(payload string) (*socketio.Packet, socketio.BroadcastOptions, bool) {
 	v, err := decodeMsgpack(payload)
 	if err != nil {

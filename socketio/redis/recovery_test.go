@@ -480,10 +480,10 @@ func TestRecoveryWireFormat(t *testing.T) {
 	if !bytes.Equal([]byte(m.Payload), want) {
 		t.Fatalf("published\n%x\nwant\n%x", m.Payload, want)
 	}
-	// And it is what the room's stream holds.
-	xs := r.client(t).XRange(context.Background(), newRecoveryKeys("switchboard-recovery", "/chat").stream("user:alice"), "-", "+").Val()
-	if len(xs) != 1 || xs[0].ID != off.String() || xs[0].Values["m"] != m.Payload {
-		t.Fatalf("stream %v", xs)
+	// And it is what the room's list holds.
+	xs := r.client(t).LRange(context.Background(), newRecoveryKeys("switchboard-recovery", "/chat").list("user:alice"), 0, -1).Val()
+	if len(xs) != 1 || xs[0] != off.String()+" "+m.Payload {
+		t.Fatalf("list %q", xs)
 	}
 }
 
@@ -571,5 +571,28 @@ func TestRecoveryDeliversLocallyWhatRedisNeverGot(t *testing.T) {
 	ev := waitN(t, a, 1)
 	if got := labels(ev); got[0] != "while Redis is gone" || len(ev[0].args) != 1 {
 		t.Fatalf("got %v", ev[0].args)
+	}
+}
+
+// A room's list keeps what is younger than the window, and the list expires
+// a window after its last entry.
+func TestRecoveryKeepsNoLongerThanTheWindow(t *testing.T) {
+	r := startRedis(t)
+	const window = 500 * time.Millisecond
+	n1 := startRecoveryNode(t, r, "n1", RecoveryOptions{Window: window})
+	probe := dial(t, n1.node, "probe", "/chat", userAuth("alice", "", ""))
+	key := newRecoveryKeys("switchboard-recovery", "/chat").list("user:alice")
+	rc := r.client(t)
+	_ = n1.nsp("/chat").To("user:alice").Emit("m", "1")
+	waitN(t, probe, 1)
+	if ttl := rc.PTTL(context.Background(), key).Val(); ttl <= 0 || ttl > window {
+		t.Fatalf("the list expires in %v, want within %v", ttl, window)
+	}
+	// The window is a duration: the clock is what is tested.
+	time.Sleep(window + 100*time.Millisecond)
+	_ = n1.nsp("/chat").To("user:alice").Emit("m", "2")
+	second := lastOffset(t, waitN(t, probe, 2)[1])
+	if xs := rc.LRange(context.Background(), key, 0, -1).Val(); len(xs) != 1 || !strings.HasPrefix(xs[0], second.String()+" ") {
+		t.Fatalf("list %q: the entry older than the window is still there", xs)
 	}
 }

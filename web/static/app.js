@@ -43,6 +43,7 @@
     token: '',
     socket: null,
     reconnects: 0,
+    connects: 0, // CONNECT replies, the first one included
     messageIds: new Map(), // message id -> its list item
     peers: new Set(),
     messages: 0,
@@ -107,6 +108,15 @@
     const el = $('transport');
     el.textContent = name ? (name === 'websocket' ? 'WebSocket' : 'HTTP long-polling') : '—';
     el.dataset.transport = name;
+  }
+
+  // showSession says whether the last (re)connect recovered the session
+  // (socket.recovered: the server kept it, and sent what was missed).
+  function showSession(socket) {
+    const el = $('session');
+    const kind = state.connects <= 1 ? 'new' : socket.recovered ? 'recovered' : 'fresh';
+    el.dataset.session = kind;
+    el.textContent = { new: 'new', recovered: 'recovered', fresh: 'new (not recovered)' }[kind];
   }
 
   function setUpgrade(kind, text) {
@@ -375,7 +385,11 @@
     socket.on('connect', async () => {
       refreshedToken = false;
       delete $('status').dataset.attempt;
-      setState('connected', '');
+      state.connects++;
+      showSession(socket);
+      setState('connected', state.connects === 1 ? '' : socket.recovered
+        ? 'Reconnected and recovered: the messages sent while you were away follow.'
+        : 'Reconnected with a new session: messages sent while you were away are not shown.');
       showTransport();
       const node = await whoami();
       if (socket.connected) { showNode(node); $('node-note').textContent = ''; }
@@ -440,7 +454,7 @@
 
   function signOut() {
     if (state.socket) { state.socket.removeAllListeners(); state.socket.io.removeAllListeners(); state.socket.disconnect(); }
-    Object.assign(state, { socket: null, user: '', token: '', reconnects: 0, messages: 0, notifications: 0, lastError: null });
+    Object.assign(state, { socket: null, user: '', token: '', reconnects: 0, connects: 0, messages: 0, notifications: 0, lastError: null });
     state.messageIds.clear();
     state.peers.clear();
     for (const id of ['messages', 'notifications', 'errors']) $(id).replaceChildren();
@@ -448,6 +462,8 @@
     $('message-count').textContent = '0';
     $('notification-count').textContent = '0';
     $('reconnects').textContent = '0';
+    $('session').textContent = '—';
+    delete $('session').dataset.session;
     $('messages-empty').hidden = false;
     $('notifications-empty').hidden = false;
     $('errors-card').hidden = true;

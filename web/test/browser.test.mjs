@@ -227,6 +227,45 @@ test('websocket blocked: the page stays on HTTP long-polling and still delivers'
   await shoot(dave, shots, '06-laptop-websocket-blocked');
 });
 
+test('restarting the process behind a page (SIGTERM, then started again): it shows recovered, and nothing sent meanwhile is lost', async () => {
+  // A third process, restarted on its port the way a deploy does it, behind
+  // a balancer the page talks to.
+  const env = { REDIS_URL: redis.url, JWT_SECRET: 'browser-test-secret', DEV_TOKENS: '1' };
+  let p3 = await startSwitchboard({ env: { ...env, NODE_ID: 'switchboard-3' } });
+  cleanups.push(() => p3.stop('SIGKILL'));
+  const lb = await startBalancer(p3.port);
+  cleanups.push(() => lb.close());
+  const henry = await open(`${lb.url}/`);
+  const ivy = await open(`${p2.url}/`, PHONE);
+  await signIn(henry, 'henry');
+  await signIn(ivy, 'ivy');
+  assert.equal(await henry.getAttribute(tid('session'), 'data-session'), 'new');
+  await send(ivy, 'henry', 'before the restart');
+  await waitMessage(henry, 'before the restart', 'in');
+
+  assert.equal(await p3.stop('SIGTERM'), 0, 'the process exits 0');
+  await henry.waitForSelector(`${tid('status')}[data-state="reconnecting"]`);
+  const away = ['sent during the restart 1', 'sent during the restart 2', 'sent during the restart 3'];
+  for (const text of away) {
+    await send(ivy, 'henry', text);
+    await ivy.waitForFunction((t) => [...document.querySelectorAll('[data-testid="message"]')]
+      .some((li) => li.querySelector('[data-testid="message-text"]').textContent === t && li.dataset.direction === 'out'), text);
+  }
+  p3 = await startSwitchboard({ port: p3.port, env: { ...env, NODE_ID: 'switchboard-3-again' } });
+  await henry.waitForSelector(`${tid('status')}[data-state="connected"]`);
+  await henry.waitForSelector(`${tid('session')}[data-session="recovered"]`);
+  assert.equal(await henry.textContent(tid('session')), 'recovered');
+  assert.match(await henry.textContent(tid('conn-detail')), /recovered/);
+  for (const text of away) await waitMessage(henry, text, 'in');
+  await send(ivy, 'henry', 'after the restart');
+  await waitMessage(henry, 'after the restart', 'in');
+  for (const text of ['before the restart', ...away, 'after the restart']) {
+    assert.deepEqual(await messageCopies(henry, text), [1], `"${text}" shown once, received once`);
+  }
+  assert.deepEqual(await horizontalOverflow(henry), []);
+  await shoot(henry, shots, '07-laptop-recovered-after-restart');
+});
+
 test('killing the process behind a page: it shows reconnecting, then works on the other process', async () => {
   // The page is opened through a small TCP balancer in front of process 1,
   // the way a deployment would put one in front of the cluster; after the
@@ -249,17 +288,19 @@ test('killing the process behind a page: it shows reconnecting, then works on th
   await frank.waitForFunction(() => Number(document.querySelector('[data-testid="status"]').dataset.attempt) >= 2);
   assert.equal(await frank.textContent(tid('status-text')), 'Reconnecting…');
   assert.equal(await frank.textContent(tid('node-note')), 'last known');
-  await shoot(frank, shots, '07-laptop-reconnecting');
+  await shoot(frank, shots, '08-laptop-reconnecting');
 
   balancer.point(p2.port);
   await frank.waitForSelector(`${tid('status')}[data-state="connected"]`);
   await frank.waitForFunction((n) => document.querySelector('[data-testid="node"]').dataset.node === n, p2.node);
   assert.equal(await frank.textContent(tid('reconnects')), '1');
   assert.equal(await frank.textContent(tid('node-note')), '');
+  // Killed (-9), its connected sessions are recovered from Redis all the same.
+  assert.equal(await frank.getAttribute(tid('session'), 'data-session'), 'recovered');
 
   await send(frank, 'grace', 'after the crash, via process 2');
   await waitMessage(grace, 'after the crash, via process 2', 'in');
   await send(grace, 'frank', 'got it');
   await waitMessage(frank, 'got it', 'in');
-  await shoot(frank, shots, '08-laptop-reconnected-process-2');
+  await shoot(frank, shots, '09-laptop-reconnected-process-2');
 });
