@@ -9,8 +9,8 @@
 #
 # For each run: server CPU and Redis CPU per 1000 deliveries (from sbload,
 # which reads /proc), end-to-end p50/p99 on the same process and across, and
-# what recovery keeps in Redis once the load is over: the room streams
-# (MEMORY USAGE of every stream and trim mark, per 1000 deliveries and per
+# what recovery keeps in Redis once the load is over: the rooms' lists
+# (MEMORY USAGE of every list and trim mark, per 1000 deliveries and per
 # stored message) and the sessions (the 4,000 sockets' sessions, kept when
 # sbload closed them). Redis is emptied (FLUSHALL) before each run.
 #
@@ -41,12 +41,12 @@ usage() {
     awk '{s+=$1; n++} END {printf "%d %d\n", s, n}'
 }
 
-# stored: entries in the room streams.
+# stored: entries in the rooms' lists.
 stored() {
-  rc --scan --pattern "$KEY#*#s#*" | sed 's/^/XLEN /' | rc | awk '{s+=$1} END {print s+0}'
+  rc --scan --pattern "$KEY#*#s#*" | sed 's/^/LLEN /' | rc | awk '{s+=$1} END {print s+0}'
 }
 
-echo "| round | recovery | server CPU s / 1000 deliveries | Redis CPU s / 1000 deliveries | p50 / p99 same process (ms) | p50 / p99 cross process (ms) | deliveries | missing + duplicated | stored messages | streams: bytes / 1000 deliveries | streams: bytes / message | sessions kept | bytes / session |" >"$OUT/table.md"
+echo "| round | recovery | server CPU s / 1000 deliveries | Redis CPU s / 1000 deliveries | p50 / p99 same process (ms) | p50 / p99 cross process (ms) | deliveries | missing + duplicated | stored messages | lists: bytes / 1000 deliveries | lists: bytes / message | sessions kept | bytes / session |" >"$OUT/table.md"
 echo "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|" >>"$OUT/table.md"
 modes=(0 2m)
 for round in $(seq "$ROUNDS"); do

@@ -383,9 +383,18 @@ func TestJSNumber(t *testing.T) {
 // testdata/fuzz/FuzzDecodeMsgpack holds the bytes Node publishes.
 func FuzzDecodeMsgpack(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
+		// Recovery's peek reads broadcasts without decoding them: it must
+		// not panic on anything, and skip must span exactly what decode
+		// reads.
+		_, _, _ = peekStamp(string(in))
+		d := mpDecoder{s: string(in)}
+		skipErr := d.skip(0)
 		v, err := decodeMsgpack(string(in))
 		if err != nil {
 			return
+		}
+		if skipErr != nil || d.i != len(in) {
+			t.Fatalf("skip of %x: %v, at %d of %d", in, skipErr, d.i, len(in))
 		}
 		b, err := appendMsgpack(nil, v)
 		if err != nil {

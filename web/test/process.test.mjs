@@ -47,6 +47,14 @@ describe('configuration', () => {
     ['REDIS_ADAPTER', 'dynamic-private'],
     ['REDIS_CLUSTER', '2'],
     ['REDIS_CLUSTER', 'cluster'],
+    ['RECOVERY_WINDOW', 'a while'],
+    ['RECOVERY_WINDOW', '120'],
+    ['RECOVERY_WINDOW', '-2m'],
+    ['RECOVERY_WINDOW', '100ms'],
+    ['RECOVERY_WINDOW', '48h'],
+    ['RECOVERY_MAX_PACKETS', '0'],
+    ['RECOVERY_MAX_PACKETS', 'all'],
+    ['RECOVERY_MAX_PACKETS', '2000000'],
   ];
   for (const [name, value] of bad) {
     it(`${name}=${JSON.stringify(value)} exits 2 with one JSON stderr line naming ${name}`, async () => {
@@ -90,6 +98,7 @@ describe('configuration', () => {
         SHUTDOWN_TIMEOUT: '3s', RATE_LIMIT: '5', RATE_BURST: '7', MAX_PAYLOAD_BYTES: '12345', LOG_LEVEL: 'debug',
         DEV_TOKENS: '1', JWT_SECRET: 'cfg-secret', API_KEY: 'cfg-key', CORS_ORIGINS: 'http://a.test,http://b.test',
         ADVERTISE_ADDR: 'sb9.cluster.test:7999',
+        RECOVERY_WINDOW: '90s', RECOVERY_MAX_PACKETS: '50',
       },
     });
     try {
