@@ -26,10 +26,19 @@
 //     connect timer.
 //   - Socket.mu: the socket's state (pending, connected, closed), packets
 //     sent before its CONNECT reply, its acknowledgement callbacks, its
-//     data and disconnect handlers. The CONNECT reply is written under it,
-//     so no packet can be written before it.
+//     data and disconnect handlers, and recovery's offsets (the session's
+//     start, the replay's floor). The CONNECT reply, and the packets a
+//     recovered session missed, are written under it, so no packet can be
+//     written before them.
 //   - the adapter's lock: rooms and every socket's room list.
 //   - Namespace.mu: the namespace's sockets, middlewares and handlers.
+//
+// Recovery (recovery.go) adds: a socket's id is an atomic (a restore
+// replaces it while the socket is pending); what the client asked to
+// recover, the session's pid and the replay are the strand's until the
+// socket connects and fixed after; the in-memory adapter's recovery lock
+// comes before the adapter's own (it is held across stamping and delivering
+// a stored packet, and across a restore's join and read).
 //
 // Event handlers and middlewares run on the strand, and a websocket's
 // strand is an event-loop goroutine that reads many connections: a handler
