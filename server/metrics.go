@@ -21,8 +21,8 @@ import (
 	"github.com/switchboard-rt/switchboard/handlers"
 	"github.com/switchboard-rt/switchboard/namespaces"
 	"github.com/switchboard-rt/switchboard/relay"
-	redisadapter "github.com/switchboard-rt/switchboard/socketio/redis"
 	"github.com/switchboard-rt/switchboard/socketio"
+	redisadapter "github.com/switchboard-rt/switchboard/socketio/redis"
 )
 
 // metrics writes the Prometheus text format (0.0.4) itself. The Prometheus
