@@ -296,6 +296,11 @@ func NewClassic(pub, sub goredis.UniversalClient, opts Options) *Classic {
 	c.ps = sub.Subscribe(ctx)
 	c.w = newWriter(pub, opts, &c.cnt, c.reportError)
 	c.w.pinKey = opts.Key
+	if c.recovering() {
+		// The store script's keys live on the node of recovery's hash
+		// tag: everything goes through that node (recovery.go).
+		c.w.pinKey = recoveryTag(opts.Recovery.Key)
+	}
 	c.wg.Add(4)
 	go func() { defer c.wg.Done(); c.w.run() }()
 	go c.receive()

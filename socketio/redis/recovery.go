@@ -21,15 +21,19 @@ package redis
 // recipients one trip to Redis and back. While Options.Publishing says
 // Redis is away, a broadcast is delivered here at once, unstored.
 //
-// Storage, per namespace (one hash tag, so a Redis Cluster keeps it on one
-// node; the names start with Options.Recovery.Key):
+// Storage, per namespace; every name starts with {Options.Recovery.Key},
+// one hash tag, so that a Redis Cluster keeps it all on one node, the node
+// through which the writer then sends everything (PUBLISHes included: one
+// node, one order):
 //
-//	…#{<nsp>}#clock          the last offset assigned
-//	…#{<nsp>}#s#<room>       a list of the broadcasts addressed to room
-//	…#{<nsp>}#all            a list of those addressed to no room
-//	…#{<nsp>}#t#<room>       the last entry trimmed from a list by count
-//	…#{<nsp>}#session#<pid>  a session kept for the window
-//	…#{<nsp>}#live#<uid>     a hash of the sessions connected to process uid
+//	{…}#<nsp>#clock          the last offset assigned
+//	{…}#<nsp>#s#<room>       a list of the broadcasts addressed to room
+//	{…}#<nsp>#all            a list of those addressed to no room
+//	{…}#<nsp>#t#<room>       the last entry trimmed from a list by count
+//	{…}#<nsp>#session#<pid>  a session kept for the window
+//	{…}#<nsp>#live#<uid>     a hash of the sessions connected to process uid
+//	{…}#<nsp>#where          the process holding a connected session that
+//	                         another process made (pid → uid)
 //
 // An entry is "<offset> <message>", the message as published. A list loses
 // its entries older than the window (checked at its head on every append)
@@ -51,8 +55,13 @@ package redis
 // from its key, or from the live hash of a process that has no
 // subscription left (killed: PUBSUB NUMSUB of its response channel is 0),
 // so that a process killed with -9 loses only what was still in its
-// writer's queue. A restore claims the session (DEL or HDEL answering 1)
-// before it uses it: one restore per session.
+// writer's queue. A pid names the process that made it, whose live hash is
+// looked in; a session recovered elsewhere keeps its pid (the client tells
+// a recovery by it), so its holder also writes itself in the where hash.
+// A restore claims the session (DEL or HDEL answering 1) before it uses
+// it: one restore per session. The keepers renew the where hash and drop,
+// a few at a time, its entries whose session is no longer live (their
+// holder died and nobody came back for them).
 //
 // Who recognises offsets. A process that stores gets a uid starting with
 // stampPrefix; a receiver reads the last argument of a broadcast as its
@@ -142,22 +151,59 @@ redis.call('PUBLISH', ARGV[3], msg)
 return id
 `
 
-// liveScript records a connected session. KEYS: the live hash. ARGV: pid,
-// session, the hash's expiry in milliseconds.
+// liveScript records a connected session. KEYS: the live hash, the where
+// hash. ARGV: pid, session, the hashes' expiry in milliseconds, this
+// process's uid when another process made the pid (else "").
 var liveScript = `
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
 return 1
 `
 
 // persistScript keeps a session for the window, unless it has left the
 // live hash meanwhile (recovered elsewhere), or unconditionally when
-// ARGV[4] is 1 (shutdown). KEYS: the live hash, the session key. ARGV:
-// pid, session, the window in milliseconds, force.
+// ARGV[4] is 1 (shutdown); and forgets where it was. KEYS: the live hash,
+// the session key, the where hash. ARGV: pid, session, the window in
+// milliseconds, force, this process's uid.
 var persistScript = `
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 or ARGV[4] == '1' then
+local kept = redis.call('HDEL', KEYS[1], ARGV[1]) == 1 or ARGV[4] == '1'
+if redis.call('HGET', KEYS[3], ARGV[1]) == ARGV[5] then redis.call('HDEL', KEYS[3], ARGV[1]) end
+if kept then
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
   return 1
+end
+return 0
+`
+
+// dropScript forgets a connected session. KEYS: the live hash, the where
+// hash. ARGV: pid, this process's uid.
+var dropScript = `
+redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
+return 1
+`
+
+// claimScript takes a session for a restore: from its key or from its
+// holder's live hash; 1 if it was there. KEYS: the session key, the live
+// hash, the where hash. ARGV: pid.
+var claimScript = `
+if redis.call('DEL', KEYS[1]) == 1 or redis.call('HDEL', KEYS[2], ARGV[1]) == 1 then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  return 1
+end
+return 0
+`
+
+// pruneScript drops an entry of the where hash whose session is no longer
+// in its holder's live hash. KEYS: the where hash, the holder's live hash.
+// ARGV: pid, the holder's uid.
+var pruneScript = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
 end
 return 0
 `
@@ -177,12 +223,16 @@ func (c *Classic) recovering() bool { return c.opts.Recovery.Window > 0 }
 type recoveryKeys struct{ base string }
 
 func newRecoveryKeys(key, nsp string) recoveryKeys {
-	return recoveryKeys{base: key + "#{" + nsp + "}#"}
+	return recoveryKeys{base: recoveryTag(key) + "#" + nsp + "#"}
 }
+
+// recoveryTag is the hash tag every recovery key starts with.
+func recoveryTag(key string) string { return "{" + key + "}" }
 
 func (k recoveryKeys) clock() string             { return k.base + "clock" }
 func (k recoveryKeys) session(pid string) string { return k.base + "session#" + pid }
 func (k recoveryKeys) live(uid string) string    { return k.base + "live#" + uid }
+func (k recoveryKeys) where() string             { return k.base + "where" }
 
 // list and trimmed name a room's list and its mark; "" is the
 // namespace's.
@@ -343,34 +393,41 @@ func (a *adapter) enqueueSession(cmd func(ctx context.Context, pipe goredis.Pipe
 	}
 }
 
-// SaveSession implements socketio.SessionAdapter: the live hash.
+// SaveSession implements socketio.SessionAdapter: the live hash (and the
+// where hash for a pid another process made).
 func (a *adapter) SaveSession(sess socketio.Session) {
 	rec, err := json.Marshal(sess)
 	if err != nil {
 		return
 	}
-	keys := []string{a.keys.live(a.c.uid)}
+	keys := []string{a.keys.live(a.c.uid), a.keys.where()}
 	ttl := (a.c.opts.Recovery.Window + 2*renewEvery).Milliseconds()
+	holder := ""
+	if uid, _ := pidUID(sess.PID); uid != a.c.uid {
+		holder = a.c.uid
+	}
 	a.enqueueSession(func(ctx context.Context, pipe goredis.Pipeliner) {
-		pipe.Eval(ctx, liveScript, keys, sess.PID, rec, ttl)
+		pipe.Eval(ctx, liveScript, keys, sess.PID, rec, ttl, holder)
 	})
 }
 
 // EndSession implements socketio.SessionAdapter.
 func (a *adapter) EndSession(sess socketio.Session, keep bool) {
-	live := a.keys.live(a.c.uid)
+	live, where := a.keys.live(a.c.uid), a.keys.where()
 	if !keep {
-		a.enqueueSession(func(ctx context.Context, pipe goredis.Pipeliner) { pipe.HDel(ctx, live, sess.PID) })
+		a.enqueueSession(func(ctx context.Context, pipe goredis.Pipeliner) {
+			pipe.Eval(ctx, dropScript, []string{live, where}, sess.PID, a.c.uid)
+		})
 		return
 	}
 	rec, err := json.Marshal(sess)
 	if err != nil {
 		return
 	}
-	keys := []string{live, a.keys.session(sess.PID)}
+	keys := []string{live, a.keys.session(sess.PID), where}
 	window := a.c.windowMs()
 	a.enqueueSession(func(ctx context.Context, pipe goredis.Pipeliner) {
-		pipe.Eval(ctx, persistScript, keys, sess.PID, rec, window, 0)
+		pipe.Eval(ctx, persistScript, keys, sess.PID, rec, window, 0, a.c.uid)
 	})
 }
 
@@ -389,7 +446,7 @@ func (a *adapter) SaveSessions(ctx context.Context, sessions []socketio.Session)
 			if err != nil {
 				continue
 			}
-			pipe.Eval(ctx, persistScript, []string{live, a.keys.session(sess.PID)}, sess.PID, rec, window, 1)
+			pipe.Eval(ctx, persistScript, []string{live, a.keys.session(sess.PID), a.keys.where()}, sess.PID, rec, window, 1, a.c.uid)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("redis adapter: keep sessions: %w", err)
@@ -399,12 +456,13 @@ func (a *adapter) SaveSessions(ctx context.Context, sessions []socketio.Session)
 	return nil
 }
 
-// renew keeps this process's live hashes from expiring (the keeper).
+// renew keeps this process's live hashes and the where hashes from
+// expiring, and prunes the where hashes (the keeper).
 func (c *Classic) renew() {
 	defer c.wg.Done()
 	t := time.NewTicker(renewEvery)
 	defer t.Stop()
-	ttl := (c.opts.Recovery.Window + 2*renewEvery).Milliseconds()
+	ttl := c.opts.Recovery.Window + 2*renewEvery
 	for {
 		select {
 		case <-c.stop:
@@ -412,19 +470,40 @@ func (c *Classic) renew() {
 		case <-t.C:
 		}
 		c.mu.Lock()
-		keys := make([]string, 0, len(c.byName))
+		keys := make([]recoveryKeys, 0, len(c.byName))
 		for _, a := range c.byName {
-			keys = append(keys, a.keys.live(c.uid))
+			keys = append(keys, a.keys)
 		}
 		c.mu.Unlock()
 		for _, k := range keys {
 			if err := c.w.enqueue(outMsg{kind: kindSession, cmd: func(ctx context.Context, pipe goredis.Pipeliner) {
-				pipe.PExpire(ctx, k, time.Duration(ttl)*time.Millisecond)
+				pipe.Eval(ctx, `for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[1]) end return 1`,
+					[]string{k.live(c.uid), k.where()}, ttl.Milliseconds())
 			}}); err != nil {
 				c.reportError(fmt.Errorf("redis adapter: renew live sessions: %w", err))
 			}
+			c.prune(k)
 		}
 	}
+}
+
+// prune drops up to 16 entries, picked at random, of a where hash whose
+// session is no longer live.
+func (c *Classic) prune(k recoveryKeys) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.PublishTimeout)
+	defer cancel()
+	if c.opts.Publishing != nil && !c.opts.Publishing() {
+		return
+	}
+	pairs, err := c.pub.HRandFieldWithValues(ctx, k.where(), 16).Result()
+	if err != nil || len(pairs) == 0 {
+		return
+	}
+	pipe := c.pub.Pipeline()
+	for _, p := range pairs {
+		pipe.Eval(ctx, pruneScript, []string{k.where(), k.live(p.Value)}, p.Key, p.Value)
+	}
+	_, _ = pipe.Exec(ctx)
 }
 
 // ------------------------------------------------------------ restore ---
@@ -466,17 +545,33 @@ func (a *adapter) restore(ctx context.Context, r *socketio.Restore) socketio.Res
 	}
 	// Find the session: kept, or live on a process that is gone.
 	sessKey, liveKey := a.keys.session(r.PID), a.keys.live(uid)
-	owner := a.c.opts.Key + "-response#" + a.name + "#" + uid + "#"
 	pipe := a.c.pub.Pipeline()
 	kept := pipe.Get(ctx, sessKey)
 	live := pipe.HGet(ctx, liveKey, r.PID)
-	subs := pipe.PubSubNumSub(ctx, owner)
+	where := pipe.HGet(ctx, a.keys.where(), r.PID)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return failed(err)
 	}
-	rec := kept.Val()
-	if rec == "" && live.Val() != "" && subs.Val()[owner] == 0 {
-		rec = live.Val()
+	rec, connected := kept.Val(), live.Val()
+	if holder := where.Val(); rec == "" && holder != "" && holder != uid {
+		// Recovered by another process, which holds it now.
+		uid, liveKey = holder, a.keys.live(holder)
+		var err error
+		if connected, err = a.c.pub.HGet(ctx, liveKey, r.PID).Result(); err != nil && !errors.Is(err, goredis.Nil) {
+			return failed(err)
+		}
+	}
+	if rec == "" && connected != "" {
+		// Connected on process uid: restorable only once that process is
+		// gone (its response channel has no subscriber left, on any node).
+		owner := a.c.opts.Key + "-response#" + a.name + "#" + uid + "#"
+		n, err := countSubscribers(ctx, a.c.pub, false, owner)
+		if err != nil {
+			return failed(err)
+		}
+		if n == 0 {
+			rec = connected
+		}
 	}
 	if rec == "" {
 		return socketio.RestoreResult{Outcome: socketio.RecoveryExpired}
@@ -499,8 +594,7 @@ func (a *adapter) restore(ctx context.Context, r *socketio.Restore) socketio.Res
 	}
 	targets := append(slices.Clone(rooms), "")
 	pipe = a.c.pub.Pipeline()
-	del := pipe.Del(ctx, sessKey)
-	hdel := pipe.HDel(ctx, liveKey, r.PID)
+	claim := pipe.Eval(ctx, claimScript, []string{sessKey, liveKey, a.keys.where()}, r.PID)
 	marks := make([]*goredis.StringCmd, len(targets))
 	reads := make([]*goredis.StringSliceCmd, len(targets))
 	for i, room := range targets {
@@ -510,7 +604,7 @@ func (a *adapter) restore(ctx context.Context, r *socketio.Restore) socketio.Res
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return failed(err)
 	}
-	if del.Val() != 1 && hdel.Val() != 1 {
+	if n, _ := claim.Int(); n != 1 {
 		return socketio.RestoreResult{Outcome: socketio.RecoveryExpired} // restored by someone else meanwhile
 	}
 	found := !check

@@ -25,12 +25,18 @@ type recoveryNode struct {
 
 func startRecoveryNode(t *testing.T, r *redisProc, name string, ro RecoveryOptions) *recoveryNode {
 	t.Helper()
+	pub := goredis.NewClient(&goredis.Options{Addr: r.addr(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: 1})
+	sub := goredis.NewClient(&goredis.Options{Addr: r.addr(), Protocol: 2, DialTimeout: time.Second})
+	return startRecoveryNodeWith(t, pub, sub, name, ro)
+}
+
+// startRecoveryNodeWith starts a recovery node over the given clients.
+func startRecoveryNodeWith(t *testing.T, pub, sub goredis.UniversalClient, name string, ro RecoveryOptions) *recoveryNode {
+	t.Helper()
 	if ro.Window == 0 {
 		ro.Window = time.Minute
 	}
 	rn := &recoveryNode{}
-	pub := goredis.NewClient(&goredis.Options{Addr: r.addr(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: 1})
-	sub := goredis.NewClient(&goredis.Options{Addr: r.addr(), Protocol: 2, DialTimeout: time.Second})
 	rn.node = startNodeFull(t, classicKind, pub, sub, name, Options{Recovery: ro}, socketio.Options{Recovery: socketio.RecoveryOptions{
 		Owner: func(s *socketio.Socket) string {
 			d, _ := s.Data().(string)
@@ -594,5 +600,75 @@ func TestRecoveryKeepsNoLongerThanTheWindow(t *testing.T) {
 	second := lastOffset(t, waitN(t, probe, 2)[1])
 	if xs := rc.LRange(context.Background(), key, 0, -1).Val(); len(xs) != 1 || !strings.HasPrefix(xs[0], second.String()+" ") {
 		t.Fatalf("list %q: the entry older than the window is still there", xs)
+	}
+}
+
+// On a Redis Cluster: every recovery key on the node of one hash tag, the
+// processes' messages through that node in one order, and a process that
+// died recognised by its subscriptions on every master.
+func TestRecoveryOnRedisCluster(t *testing.T) {
+	rc := startRedisCluster(t, 3, 0)
+	var nodes []*recoveryNode
+	for i := range 3 {
+		pub := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: []string{rc.seed()}, DialTimeout: time.Second,
+			ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: 1})
+		sub := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: []string{rc.seed()}, Protocol: 2, DialTimeout: time.Second})
+		nodes = append(nodes, startRecoveryNodeWith(t, pub, sub, fmt.Sprintf("n%d", i+1), RecoveryOptions{}))
+	}
+	chat := func(i int) *socketio.Namespace { return nodes[i].nsp("/chat") }
+	a := dial(t, nodes[0].node, "alice", "/chat", userAuth("alice", "", ""))
+	_ = chat(1).To("user:alice").Emit("m", "1")
+	o1 := lastOffset(t, waitN(t, a, 1)[0])
+	dropClient(t, nodes[0].node, a)
+	probe := dial(t, nodes[2].node, "probe", "/chat", userAuth("alice", "", ""))
+	for i := range 3 {
+		_ = chat(i).To("user:alice").Emit("m", fmt.Sprintf("away-%d", i))
+	}
+	waitN(t, probe, 3)
+	a2 := dial(t, nodes[2].node, "alice", "/chat", userAuth("alice", a.pid, o1.String()))
+	if a2.pid != a.pid || a2.sid != a.sid {
+		t.Fatalf("not recovered: %v", nodes[2].lastOutcome())
+	}
+	got := labels(waitN(t, a2, 3))
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"away-0", "away-1", "away-2"}) {
+		t.Fatalf("recovered %v", got)
+	}
+
+	// The process that holds a2 dies without a word: its live session is
+	// restored elsewhere once its subscriptions are gone from every master.
+	_ = chat(0).To("user:alice").Emit("m", "live")
+	o2 := lastOffset(t, waitN(t, a2, 4)[3])
+	_ = nodes[2].sub.Close()
+	_ = nodes[2].pub.Close()
+	channel := "socket.io-response#/chat#" + nodes[2].classic.UID() + "#"
+	waitFor(t, "n3's subscriptions to go", func() bool {
+		n, err := countSubscribers(context.Background(), rc.client(t), false, channel)
+		return err == nil && n == 0
+	})
+	a2.close()
+	_ = chat(0).To("user:alice").Emit("m", "after")
+	a3 := dial(t, nodes[1].node, "alice", "/chat", userAuth("alice", a.pid, o2.String()))
+	if a3.pid != a.pid {
+		t.Fatalf("not recovered from the dead process: %v", nodes[1].lastOutcome())
+	}
+	if got := labels(waitN(t, a3, 1)); got[0] != "after" {
+		t.Fatalf("got %v", got)
+	}
+}
+
+// The keeper drops the where entries of sessions no longer live (their
+// holder died and nobody came back), and only those.
+func TestRecoveryPrunesWhere(t *testing.T) {
+	r := startRedis(t)
+	n1 := startRecoveryNode(t, r, "n1", RecoveryOptions{})
+	k := newRecoveryKeys("switchboard-recovery", "/chat")
+	rc := r.client(t)
+	ctx := context.Background()
+	rc.HSet(ctx, k.where(), "sbr.dead.AAAAAAAAAAAAAAAAAAAA", "sbr.gone", "sbr.x.BBBBBBBBBBBBBBBBBBBB", "sbr.alive")
+	rc.HSet(ctx, k.live("sbr.alive"), "sbr.x.BBBBBBBBBBBBBBBBBBBB", "{}")
+	n1.classic.prune(k)
+	if got := rc.HKeys(ctx, k.where()).Val(); !slices.Equal(got, []string{"sbr.x.BBBBBBBBBBBBBBBBBBBB"}) {
+		t.Fatalf("where hash %v", got)
 	}
 }
