@@ -229,9 +229,6 @@ func (o Offset) String() string {
 	return string(strconv.AppendUint(b, o.Seq, 10))
 }
 
-// IsZero reports the offset before every stored packet.
-func (o Offset) IsZero() bool { return o == Offset{} }
-
 // Before reports whether o comes before p.
 func (o Offset) Before(p Offset) bool {
 	return o.Millis < p.Millis || o.Millis == p.Millis && o.Seq < p.Seq

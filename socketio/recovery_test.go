@@ -416,9 +416,8 @@ func TestRecoveryTrimmedByCount(t *testing.T) {
 	}
 
 	// Three missed fit.
-	o5 := ""
 	_ = rs.nsp.To("user:alice").Emit("m", 6)
-	o5 = offsetOf(t, a2.waitEvents(1)[0])
+	o5 := offsetOf(t, a2.waitEvents(1)[0])
 	pid2 := a2.pid
 	rs.drop(a2)
 	for i := 7; i <= 9; i++ {
