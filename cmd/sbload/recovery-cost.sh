@@ -28,7 +28,7 @@ RATE=${RATE:-200}
 USERS=${USERS:-2000}
 DURATION=${DURATION:-20s}
 SECRET="recovery-cost-$RANDOM-$RANDOM"
-KEY=switchboard-recovery
+KEY={switchboard-recovery}
 mkdir -p "$OUT"
 prepare
 start_redis "$OUT/redis.log"
