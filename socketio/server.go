@@ -59,6 +59,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/engineio"
@@ -96,7 +97,22 @@ type Server struct {
 	nsps map[string]*Namespace
 
 	recovery recoveryCounters
+	stats    Stats
 }
+
+// Stats are the connection limits' counters; read them with Server.Stats.
+type Stats struct {
+	// ConnectTimeouts: connections closed because they had joined no
+	// namespace (see RootIsNotAConnect) within ConnectTimeout.
+	ConnectTimeouts atomic.Int64
+	// PacketsTooLarge: connections closed because a binary packet (its
+	// header and the attachments received so far) exceeded the payload
+	// limit.
+	PacketsTooLarge atomic.Int64
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() *Stats { return &s.stats }
 
 // NewServer returns a server over a new Engine.IO server configured by
 // eopts. The namespace "/" exists from the start.
