@@ -115,7 +115,7 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 	timeouts := &httpTimeouts{
 		body: cfg.HTTPBodyTimeout, write: cfg.HTTPWriteTimeout,
 		longPoll: cfg.PingInterval + cfg.PingTimeout, enginePath: enginePath,
-		idle: cfg.HTTPIdleTimeout, header: readHeaderTimeout,
+		idle: cfg.HTTPIdleTimeout, header: readHeaderTimeout, now: time.Now,
 	}
 	s.metrics.extra = append(s.metrics.extra, limitMetrics(app.Engine().Stats(), app.Stats(), timeouts))
 	s.http = &http.Server{

@@ -40,6 +40,7 @@ type httpTimeouts struct {
 	enginePath  string
 	idle        time.Duration // http.Server.IdleTimeout
 	header      time.Duration // http.Server.ReadHeaderTimeout
+	now         func() time.Time
 
 	// Connections not serving a request, and since when: for counting the
 	// ones net/http closes on a timeout (ConnState sees the states only).
@@ -105,9 +106,9 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 func (t *httpTimeouts) connState(c net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateNew:
-		t.conns.Store(c, connWait{since: time.Now()})
+		t.conns.Store(c, connWait{since: t.now()})
 	case http.StateIdle:
-		t.conns.Store(c, connWait{since: time.Now(), idle: true})
+		t.conns.Store(c, connWait{since: t.now(), idle: true})
 	case http.StateActive, http.StateHijacked:
 		t.conns.Delete(c)
 	case http.StateClosed:
@@ -116,7 +117,7 @@ func (t *httpTimeouts) connState(c net.Conn, st http.ConnState) {
 			return
 		}
 		w := v.(connWait)
-		waited := time.Since(w.since)
+		waited := t.now().Sub(w.since)
 		switch {
 		case w.idle && t.idle > 0 && waited >= t.idle:
 			t.idleTimeouts.Add(1)
