@@ -32,6 +32,8 @@
 //     written before them.
 //   - the adapter's lock: rooms and every socket's room list.
 //   - Namespace.mu: the namespace's sockets, middlewares and handlers.
+//   - Server.stats: atomic counters, added to from the strand (packets too
+//     large) and the connect timer, read by anyone.
 //
 // Recovery (recovery.go) adds: a socket's id is an atomic (a restore
 // replaces it while the socket is pending); what the client asked to
