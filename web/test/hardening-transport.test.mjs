@@ -66,7 +66,7 @@ describe('a slow consumer (MAX_QUEUED_BYTES=65536)', () => {
     // The same user's healthy device, the user's senders, and two other users.
     const healthy = await connect(user, { transports: ['websocket'] });
     const senders = [];
-    for (let i = 0; i < 4; i++) senders.push(await connect(user, { transports: ['websocket'] }));
+    for (let i = 0; i < 8; i++) senders.push(await connect(user, { transports: ['websocket'] }));
     const other = uid('other');
     const otherDevice = await connect(other, { transports: ['polling'] });
     const peer = await connect(uid('peer'), { transports: ['websocket'] });
