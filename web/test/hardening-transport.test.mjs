@@ -280,13 +280,15 @@ describe('HTTP timeouts (idle, body and write at 1s, PING_INTERVAL=2s)', () => {
     assert.equal(parked.text, '2', 'the parked GET answered with the ping');
   });
 
-  it('websocket and polling clients stay connected across two ping intervals (past every HTTP timeout)', T, async (t) => {
+  it('websocket, polling and upgraded clients stay connected across two ping intervals (past every HTTP timeout)', T, async (t) => {
     const connect = devices(t, sb.url);
     const a = uid('steady');
     const ws = await connect(a, { transports: ['websocket'] });
     const poll = await connect(a, { transports: ['polling'] });
-    await Promise.all([heartbeats(ws.socket, 'ping', 2), heartbeats(poll.socket, 'ping', 2)]);
-    for (const d of [ws, poll]) {
+    const upgraded = await connect(a); // polling, then the upgrade to websocket
+    await Promise.all([heartbeats(ws.socket, 'ping', 2), heartbeats(poll.socket, 'ping', 2), heartbeats(upgraded.socket, 'ping', 2)]);
+    assert.equal(upgraded.socket.io.engine.transport.name, 'websocket', 'the default client upgraded');
+    for (const d of [ws, poll, upgraded]) {
       assert.deepEqual(d.disconnects, []);
       const reply = await ack(d.socket, 'sendMessage', { to: a, text: 'after two pings' });
       assert.equal(reply?.ok, true, JSON.stringify(reply));
