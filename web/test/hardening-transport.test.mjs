@@ -112,7 +112,7 @@ describe('a slow consumer (MAX_QUEUED_BYTES=65536)', () => {
 
 // ---------------------------------------------------------- connect timeout ---
 
-describe('the connect timeout (CONNECT_TIMEOUT=1s)', () => {
+describe('the connect timeout and the payload limit (CONNECT_TIMEOUT=1s, MAX_PAYLOAD_BYTES=32768)', () => {
   let sb;
   before(async () => {
     // Pings far from the connect timeout: a raw client that answers none
@@ -203,6 +203,20 @@ describe('the connect timeout (CONNECT_TIMEOUT=1s)', () => {
       assert.equal(reply?.ok, true, JSON.stringify(reply));
     }
     assert.equal(await timeouts(), before, 'no connect timeout counted');
+  });
+
+  it('a websocket message and a polling POST over MAX_PAYLOAD_BYTES close their connections and are counted', T, async () => {
+    const name = 'switchboard_payload_too_large_total';
+    const before = await counter(sb.url, name, { kind: 'message' });
+    const ws = await rawWebSocket(sb.port);
+    assert.ok(await ws.next((f) => f.text?.startsWith('0{')));
+    ws.sendText('4' + 'x'.repeat(40000));
+    await closedBy(ws, 'the websocket that sent 40 KB in one message');
+    assert.equal(ws.frames.find((f) => f.close)?.code, 1009, 'closed with 1009 (message too big)');
+    const hs = await pollingHandshake(sb.url);
+    const r = await request(`${sb.url}/socket.io/?EIO=4&transport=polling&sid=${hs.sid}`, { method: 'POST', body: '4' + 'x'.repeat(40000) });
+    assert.equal(r.status, 413, r.text);
+    assert.equal(await counter(sb.url, name, { kind: 'message' }), before + 2);
   });
 
   it('a binary packet whose header and attachments exceed MAX_PAYLOAD_BYTES closes the connection and is counted', T, async () => {
