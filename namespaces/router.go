@@ -40,4 +40,7 @@ func (a *App) observe(out handlers.Outcome) {
 		result = string(out.Err.Code)
 	}
 	a.observer.EventHandled(name, result)
+	if out.Err != nil && out.Err.Limit.Arg != "" {
+		a.observer.LimitExceeded(out.Err.Limit.Arg, out.Err.Limit.Reason)
+	}
 }
