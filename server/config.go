@@ -72,6 +72,16 @@ const defaultAddr = ":7999"
 // valid token in time, on every protocol version.
 const connectTimeout = 10 * time.Second
 
+// minJWTSecretBytes is the shortest JWT_SECRET taken without a warning:
+// HS256's key is as strong as the secret, and a short one can be guessed
+// offline from any one token. Shorter secrets are accepted (the contract
+// takes any non-blank one), with one warning at start.
+const minJWTSecretBytes = 32
+
+// weakSecret reports a JWT_SECRET shorter than minJWTSecretBytes
+// (development mode's random secret never is).
+func (c *Config) weakSecret() bool { return len(c.JWTSecret) < minJWTSecretBytes }
+
 // ConfigError names the variable whose value is bad.
 type ConfigError struct {
 	Variable string
