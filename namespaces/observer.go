@@ -12,6 +12,9 @@ type Observer interface {
 	// LimitExceeded counts a refusal for an argument past a size or content
 	// limit: arg and reason are handlers' Arg and Reason constants.
 	LimitExceeded(arg, reason string)
+	// FloodDisconnected counts a socket disconnected for flooding past the
+	// rate limit.
+	FloodDisconnected()
 }
 
 type nopObserver struct{}
@@ -20,3 +23,4 @@ func (nopObserver) EventHandled(string, string)  {}
 func (nopObserver) Delivered(string)             {}
 func (nopObserver) AuthFailed(string)            {}
 func (nopObserver) LimitExceeded(string, string) {}
+func (nopObserver) FloodDisconnected()           {}

@@ -32,14 +32,15 @@ import (
 // metrics value per Server, so that two servers in one test process do not
 // collide.
 type metrics struct {
-	events        *counterVec // event, result
-	deliveries    *counterVec // event
-	authFailures  *counterVec // reason
-	limitRefusals *counterVec // arg, reason
-	adapterErrors atomic.Uint64
-	apiEvents     atomic.Uint64
-	sockets       func() float64
-	recovery      func() socketio.RecoveryStats // nil: none
+	events           *counterVec // event, result
+	deliveries       *counterVec // event
+	authFailures     *counterVec // reason
+	limitRefusals    *counterVec // arg, reason
+	adapterErrors    atomic.Uint64
+	floodDisconnects atomic.Uint64
+	apiEvents        atomic.Uint64
+	sockets          func() float64
+	recovery         func() socketio.RecoveryStats // nil: none
 	// extra families (engine and adapter counters), written after ours.
 	extra []func(w *expo)
 	start time.Time
@@ -72,6 +73,8 @@ func (m *metrics) Delivered(event string) {
 func (m *metrics) AuthFailed(reason string) { m.authFailures.inc(reason) }
 
 func (m *metrics) LimitExceeded(arg, reason string) { m.limitRefusals.inc(arg, reason) }
+
+func (m *metrics) FloodDisconnected() { m.floodDisconnects.Add(1) }
 
 // newLimitRefusals declares every series of the refusal counter at zero,
 // so that a dashboard sees a limit before anyone breaks it.
@@ -110,6 +113,8 @@ func (m *metrics) write(e *expo) {
 	m.authFailures.write(e, "switchboard_auth_failures_total")
 	e.family("switchboard_limit_refusals_total", "counter", "Events (invalid_args) and connections (invalid_token, for arg token_sub) refused for an argument past its limit, by argument (event_name, post_id, user_id for to and mentions, token_sub) and reason (too_long, bad_characters).")
 	m.limitRefusals.write(e, "switchboard_limit_refusals_total")
+	e.family("switchboard_flood_disconnects_total", "counter", "Sockets disconnected for flooding: ten bursts' worth of events sent into an empty rate-limit bucket (each refusal is counted in switchboard_events_total with result rate_limited).")
+	e.sample("switchboard_flood_disconnects_total", nil, float64(m.floodDisconnects.Load()))
 	e.family("switchboard_adapter_errors_total", "counter", "Errors reported by the Redis adapter (publish, subscribe, reconnect).")
 	e.sample("switchboard_adapter_errors_total", nil, float64(m.adapterErrors.Load()))
 	e.family("switchboard_api_events_total", "counter", "POST /api/events requests accepted.")
