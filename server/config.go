@@ -348,12 +348,25 @@ const (
 )
 
 // redactURL hides a URL's password: a bad REDIS_URL is named in the log.
+// A URL too malformed to parse (a password with a space, "#" or "/" in it)
+// loses everything from its scheme to its last "@", where credentials
+// would be.
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if u, err := url.Parse(raw); err == nil {
+		if u.User == nil {
+			return raw
+		}
+		return u.Redacted()
+	}
+	at := strings.LastIndex(raw, "@")
+	if at < 0 {
 		return raw
 	}
-	return u.Redacted()
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 && i < at {
+		start = i + len("://")
+	}
+	return raw[:start] + "xxxxx" + raw[at:]
 }
 
 func checkRedisURL(raw string, cluster bool) error {
