@@ -37,7 +37,7 @@ type Limit struct {
 // CheckUserID returns "" for an acceptable user id, else the Reason it is
 // refused: empty or longer than MaxUserIDChars (ReasonTooLong is also given
 // for empty: it is never counted, callers answer it before), or holding
-// invalid UTF-8, a control character (NUL included) or a bidirectional
+// invalid UTF-8 (or U+FFFD, what decoders make of it), a control character (NUL included) or a bidirectional
 // override or isolate (U+202A..U+202E, U+2066..U+2069), which would let an
 // id display as another (ReasonBadCharacters). User ids are echoed to
 // other users, into room names and logs, so the check runs wherever one
@@ -49,7 +49,10 @@ func CheckUserID(id string) string {
 	n := 0
 	for i := 0; i < len(id); n++ {
 		r, size := utf8.DecodeRuneInString(id[i:])
-		if r == utf8.RuneError && size <= 1 {
+		// U+FFFD too: JSON decoders (a token's claims, a client's packet)
+		// turn invalid UTF-8 and lone surrogates into it, so it is how
+		// bytes that were not text arrive.
+		if r == utf8.RuneError {
 			return ReasonBadCharacters
 		}
 		if unicode.IsControl(r) || isBidiControl(r) {

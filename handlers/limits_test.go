@@ -35,6 +35,7 @@ func TestCheckUserID(t *testing.T) {
 		{"PDI", "a\u2069b", handlers.ReasonBadCharacters},
 		{"invalid UTF-8", "ali\xffce", handlers.ReasonBadCharacters},
 		{"truncated UTF-8", "alice\xf0\x9f", handlers.ReasonBadCharacters},
+		{"replacement character, as JSON decodes invalid UTF-8", "ali\ufffdce", handlers.ReasonBadCharacters},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,6 +11,7 @@
 //   log line, Redis failing or not.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -133,6 +134,17 @@ describe('argument limits (real Redis, classic adapter)', () => {
       assert.equal(err.message, 'unauthorized', JSON.stringify(sub).slice(0, 40));
       assert.deepEqual(err.data, { reason: 'invalid_token' }, JSON.stringify(sub).slice(0, 40));
     }
+    // A sub that is not UTF-8 at all: the claims' JSON carries raw bytes.
+    const head = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url');
+    const claims = Buffer.concat([Buffer.from('{"sub":"ali'), Buffer.from([0xff, 0xfe]), Buffer.from(`ce","exp":${Math.floor(Date.now() / 1000) + 60}}`)]);
+    const unsigned = head + '.' + claims.toString('base64url');
+    const raw = unsigned + '.' + createHmac('sha256', SECRET).update(unsigned).digest('base64url');
+    try {
+      (await connectSocket(io, sb.url + '/socket', { auth: { token: raw }, transports: ['websocket'] })).close();
+      assert.fail('a sub of invalid UTF-8 connected');
+    } catch (err) {
+      assert.deepEqual(err.data, { reason: 'invalid_token' }, String(err));
+    }
   });
 
   it('/metrics counts every refusal by argument and reason', async () => {
@@ -140,14 +152,14 @@ describe('argument limits (real Redis, classic adapter)', () => {
     const refusals = (arg, reason) => metric(m, 'switchboard_limit_refusals_total', { arg, reason });
     assert.equal(m.types.get('switchboard_limit_refusals_total'), 'counter');
     // The tests above: 2 routes × 2 postIds; 6 bad ids × (to + mention);
-    // 3 event names; 6 subs.
+    // 3 event names; 7 subs.
     assert.equal(refusals('post_id', 'too_long'), 4);
     assert.equal(refusals('user_id', 'too_long'), 2);
     assert.equal(refusals('user_id', 'bad_characters'), 10);
     assert.equal(refusals('event_name', 'too_long'), 3);
     assert.equal(refusals('token_sub', 'too_long'), 2);
-    assert.equal(refusals('token_sub', 'bad_characters'), 4);
-    assert.equal(metric(m, 'switchboard_auth_failures_total', { reason: 'invalid_token' }), 6);
+    assert.equal(refusals('token_sub', 'bad_characters'), 5);
+    assert.equal(metric(m, 'switchboard_auth_failures_total', { reason: 'invalid_token' }), 7);
   });
 
   it('one maximal postUpdated writes a bounded number of bytes to Redis; the 450 KB postId of the issue writes none', async () => {
