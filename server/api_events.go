@@ -87,6 +87,12 @@ func (s *Server) apiEvents(c *gin.Context) {
 			apiError(c, http.StatusBadRequest, "bad_request", `"users" must hold non-empty user ids`)
 			return
 		}
+		// No socket can belong to such a user (its token is refused):
+		// publishing for it would only cost Redis.
+		if handlers.CheckUserID(user) != "" {
+			apiError(c, http.StatusBadRequest, "bad_request", fmt.Sprintf(`"users" must hold user ids of at most %d characters, valid UTF-8 without control or bidirectional formatting characters`, handlers.MaxUserIDChars))
+			return
+		}
 		if _, dup := seen[user]; !dup {
 			seen[user] = struct{}{}
 			users = append(users, user)

@@ -147,6 +147,24 @@ describe('argument limits (real Redis, classic adapter)', () => {
     }
   });
 
+  it('the HTTP API takes the same user ids: dev tokens and /api/events answer 400 past the limits', async () => {
+    const dev = await startSwitchboard({ env: { API_KEY: 'hardening-key' } });
+    try {
+      const post = (p, body, headers = {}) => request(dev.url + p, {
+        method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body),
+      });
+      const events = (users) => post('/api/events', { users, event: 'x', args: {} }, { authorization: 'Bearer hardening-key' });
+      assert.equal((await post('/api/dev/token', { user: 'ü'.repeat(MAX) })).status, 200);
+      assert.equal((await events(['ü'.repeat(MAX)])).status, 202);
+      for (const id of ['u'.repeat(MAX + 1), 'a\u0000b', '\u202eab']) {
+        assert.equal((await post('/api/dev/token', { user: id })).status, 400, JSON.stringify(id).slice(0, 20));
+        assert.equal((await events(['bob', id])).status, 400, JSON.stringify(id).slice(0, 20));
+      }
+    } finally {
+      assert.equal(await stopSwitchboard(dev), 0);
+    }
+  });
+
   it('/metrics counts every refusal by argument and reason', async () => {
     const m = await scrape(sb.url);
     const refusals = (arg, reason) => metric(m, 'switchboard_limit_refusals_total', { arg, reason });
