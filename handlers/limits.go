@@ -8,8 +8,10 @@ import (
 // The size limits of an event's arguments, in characters (Unicode code
 // points, as the contract counts text), so that no honest client is refused
 // whatever its script: 256 characters are at most 1024 bytes of UTF-8. They
-// bound what one event can make this process publish on Redis (see
-// MaxPostUpdatedPublishBytes).
+// bound what one event can make this process publish on Redis: a delivery
+// carries each id and the postId a fixed number of times, so one
+// postUpdated (MaxMentions deliveries) writes at most about 100 × 12 KiB
+// (web/test/hardening-app.test.mjs measures it).
 const (
 	MaxUserIDChars    = 256 // a token's sub, sendMessage's "to", each mention
 	MaxPostIDChars    = 256 // postUpdated's "postId"
