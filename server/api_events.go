@@ -89,7 +89,8 @@ func (s *Server) apiEvents(c *gin.Context) {
 		}
 		// No socket can belong to such a user (its token is refused):
 		// publishing for it would only cost Redis.
-		if handlers.CheckUserID(user) != "" {
+		if reason := handlers.CheckUserID(user); reason != "" {
+			s.metrics.LimitExceeded(handlers.ArgUserID, reason)
 			apiError(c, http.StatusBadRequest, "bad_request", fmt.Sprintf(`"users" must hold user ids of at most %d characters, valid UTF-8 without control or bidirectional formatting characters`, handlers.MaxUserIDChars))
 			return
 		}
@@ -140,7 +141,10 @@ func (s *Server) devToken(c *gin.Context) {
 	user, _ := body["user"].(string)
 	// The socket refuses a token whose sub breaks these limits: do not
 	// issue one.
-	if handlers.CheckUserID(user) != "" {
+	if reason := handlers.CheckUserID(user); reason != "" {
+		if user != "" {
+			s.metrics.LimitExceeded(handlers.ArgUserID, reason)
+		}
 		apiError(c, http.StatusBadRequest, "bad_request", fmt.Sprintf(`want {"user": id} with a non-empty id of at most %d characters, valid UTF-8 without control or bidirectional formatting characters`, handlers.MaxUserIDChars))
 		return
 	}

@@ -111,7 +111,7 @@ func (m *metrics) write(e *expo) {
 	m.deliveries.write(e, "switchboard_deliveries_total")
 	e.family("switchboard_auth_failures_total", "counter", "Refused /socket connections, by reason.")
 	m.authFailures.write(e, "switchboard_auth_failures_total")
-	e.family("switchboard_limit_refusals_total", "counter", "Events (invalid_args) and connections (invalid_token, for arg token_sub) refused for an argument past its limit, by argument (event_name, post_id, user_id for to and mentions, token_sub) and reason (too_long, bad_characters).")
+	e.family("switchboard_limit_refusals_total", "counter", "Events (invalid_args), connections (invalid_token, for arg token_sub) and HTTP API requests (400) refused for an argument past its limit, by argument (event_name, post_id, user_id for to, mentions and the HTTP API's user ids, token_sub) and reason (too_long, bad_characters).")
 	m.limitRefusals.write(e, "switchboard_limit_refusals_total")
 	e.family("switchboard_flood_disconnects_total", "counter", "Sockets disconnected for flooding: ten bursts' worth of events sent into an empty rate-limit bucket (each refusal is counted in switchboard_events_total with result rate_limited).")
 	e.sample("switchboard_flood_disconnects_total", nil, float64(m.floodDisconnects.Load()))

@@ -160,6 +160,9 @@ describe('argument limits (real Redis, classic adapter)', () => {
         assert.equal((await post('/api/dev/token', { user: id })).status, 400, JSON.stringify(id).slice(0, 20));
         assert.equal((await events(['bob', id])).status, 400, JSON.stringify(id).slice(0, 20));
       }
+      const m = await scrape(dev.url);
+      assert.equal(metric(m, 'switchboard_limit_refusals_total', { arg: 'user_id', reason: 'too_long' }), 2);
+      assert.equal(metric(m, 'switchboard_limit_refusals_total', { arg: 'user_id', reason: 'bad_characters' }), 4);
     } finally {
       assert.equal(await stopSwitchboard(dev), 0);
     }
