@@ -10,7 +10,7 @@
 #
 # Environment (all optional): LB_MODE (sticky or roundrobin), LB_PORT (8080), SB_PORTS ("7001 7002 7003"),
 # REDIS_PORT (6390), SWITCHBOARD_BIN (bin/switchboard, built if missing),
-# JWT_SECRET, API_KEY, LOG_DIR (tmp/cluster: one log file per process).
+# JWT_SECRET and API_KEY (random per run when unset), LOG_DIR (tmp/cluster: one log file per process).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,9 +19,16 @@ LB_PORT=${LB_PORT:-8080}
 REDIS_PORT=${REDIS_PORT:-6390}
 read -r -a sb_ports <<<"${SB_PORTS:-7001 7002 7003}"
 SWITCHBOARD_BIN=${SWITCHBOARD_BIN:-$root/bin/switchboard}
-JWT_SECRET=${JWT_SECRET:-switchboard-demo-secret-change-me}
-API_KEY=${API_KEY:-switchboard-demo-api-key}
 LOG_DIR=${LOG_DIR:-$root/tmp/cluster}
+# No public default secrets: unset, each is random for this run (the demo
+# page gets its tokens from POST /api/dev/token; the API key is written to
+# $LOG_DIR/api-key, readable by this user only, for POST /api/events).
+JWT_SECRET=${JWT_SECRET:-$(head -c 32 /dev/urandom | base64)}
+api_key_generated=
+if [ -z "${API_KEY:-}" ]; then
+  API_KEY=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
+  api_key_generated=1
+fi
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 [ "${#sb_ports[@]}" -eq 3 ] || die "SB_PORTS must name three ports (deploy/haproxy.cfg has three servers)"
@@ -38,6 +45,10 @@ if [ ! -x "$SWITCHBOARD_BIN" ]; then
   (cd "$root" && go build -tags nomsgpack -o "$SWITCHBOARD_BIN" ./cmd/switchboard)
 fi
 mkdir -p "$LOG_DIR"
+if [ -n "$api_key_generated" ]; then
+  (umask 077 && printf '%s\n' "$API_KEY" >"$LOG_DIR/api-key")
+  echo "cluster.sh: API_KEY unset: a random one for this run is in $LOG_DIR/api-key"
+fi
 redis_dir=$(mktemp -d)
 
 pids=()

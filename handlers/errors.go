@@ -20,10 +20,21 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// Limit is the size or content limit the event broke, for the refusal
+	// counter; zero for every other error.
+	Limit Limit
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 
 func invalidArgs(format string, args ...any) *Error {
 	return &Error{Code: CodeInvalidArgs, Message: fmt.Sprintf(format, args...)}
+}
+
+// limitExceeded is the invalid_args answer to an argument past one of the
+// limits of limits.go.
+func limitExceeded(arg, reason, format string, args ...any) *Error {
+	e := invalidArgs(format, args...)
+	e.Limit = Limit{Arg: arg, Reason: reason}
+	return e
 }

@@ -24,6 +24,9 @@ func PostUpdated(d Deps) Handler {
 		if !ok || postID == "" {
 			return nil, invalidArgs(`"postId" must be a non-empty string`)
 		}
+		if longerThan(postID, MaxPostIDChars) {
+			return nil, limitExceeded(ArgPostID, ReasonTooLong, `"postId" must be at most %d characters`, MaxPostIDChars)
+		}
 		mentions, ok := args["mentions"].([]any)
 		if !ok || len(mentions) < 1 || len(mentions) > MaxMentions {
 			return nil, invalidArgs(`"mentions" must list 1 to %d user ids`, MaxMentions)
@@ -34,6 +37,9 @@ func PostUpdated(d Deps) Handler {
 			user, ok := m.(string)
 			if !ok || user == "" {
 				return nil, invalidArgs(`"mentions" must hold non-empty user ids`)
+			}
+			if reason := CheckUserID(user); reason != "" {
+				return nil, limitExceeded(ArgUserID, reason, `"mentions" must hold user ids of at most %d characters, %s`, MaxUserIDChars, userIDCharacters)
 			}
 			if _, dup := seen[user]; dup {
 				continue

@@ -83,7 +83,20 @@ func (r *Router) call(ctx context.Context, h Handler, req Request) (reply any, e
 
 // unwrap finds the router event and its ARGS in either route: the envelope
 // event `message` with {"event", "args"}, or the event NAME with ARGS.
+//
+// A name longer than MaxEventNameChars is refused with invalid_args (no
+// router event is that long) and comes back cut to that length: the error
+// names the event, and must not echo what it refuses.
 func unwrap(event string, args []any) (name string, payload any, err *Error) {
+	name, payload, err = unwrapEnvelope(event, args)
+	if longerThan(name, MaxEventNameChars) {
+		return truncateChars(name, MaxEventNameChars), nil,
+			limitExceeded(ArgEventName, ReasonTooLong, "event names are at most %d characters", MaxEventNameChars)
+	}
+	return name, payload, err
+}
+
+func unwrapEnvelope(event string, args []any) (name string, payload any, err *Error) {
 	if event != EventMessage {
 		if len(args) > 0 {
 			payload = args[0]

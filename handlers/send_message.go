@@ -29,6 +29,9 @@ func SendMessage(d Deps) Handler {
 		if !ok || to == "" {
 			return nil, invalidArgs(`"to" must be a non-empty user id`)
 		}
+		if reason := CheckUserID(to); reason != "" {
+			return nil, limitExceeded(ArgUserID, reason, `"to" must be a user id of at most %d characters, %s`, MaxUserIDChars, userIDCharacters)
+		}
 		text, ok := args["text"].(string)
 		if !ok {
 			return nil, invalidArgs(`"text" must be a string`)

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/switchboard-rt/switchboard/handlers"
 	"github.com/switchboard-rt/switchboard/socketio"
 )
 
@@ -50,6 +51,12 @@ func (a *App) authenticate(s *socketio.Socket, next func(error)) {
 	case errors.Is(err, ErrExpiredToken):
 		a.refuse(next, ReasonExpiredToken)
 	case err != nil:
+		a.refuse(next, ReasonInvalidToken)
+	case handlers.CheckUserID(user) != "":
+		// A well-signed token whose sub could not be an honest user id:
+		// it would become a room name, every delivery's "id" and a log
+		// field.
+		a.observer.LimitExceeded(handlers.ArgTokenSub, handlers.CheckUserID(user))
 		a.refuse(next, ReasonInvalidToken)
 	default:
 		s.SetData(&socketData{User: user})

@@ -9,10 +9,18 @@ type Observer interface {
 	Delivered(event string)
 	// AuthFailed counts a refused connection by reason.
 	AuthFailed(reason string)
+	// LimitExceeded counts a refusal for an argument past a size or content
+	// limit: arg and reason are handlers' Arg and Reason constants.
+	LimitExceeded(arg, reason string)
+	// FloodDisconnected counts a socket disconnected for flooding past the
+	// rate limit.
+	FloodDisconnected()
 }
 
 type nopObserver struct{}
 
-func (nopObserver) EventHandled(string, string) {}
-func (nopObserver) Delivered(string)            {}
-func (nopObserver) AuthFailed(string)           {}
+func (nopObserver) EventHandled(string, string)  {}
+func (nopObserver) Delivered(string)             {}
+func (nopObserver) AuthFailed(string)            {}
+func (nopObserver) LimitExceeded(string, string) {}
+func (nopObserver) FloodDisconnected()           {}

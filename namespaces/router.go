@@ -13,8 +13,20 @@ import (
 func (a *App) bind(s *socketio.Socket) {
 	user := userOf(s)
 	bucket := handlers.NewBucket(a.rate, a.burst, a.now())
+	// A flooding client is logged once, at its first refusal, not once per
+	// event: every refusal is counted in /metrics (events_total with
+	// result rate_limited) and answered all the same.
+	refused := 0
+	disconnected := false
 	s.OnEvent(func(s *socketio.Socket, event string, args []any, ack socketio.AckFunc) {
 		allowed := bucket.Allow(a.now())
+		if !allowed {
+			refused++
+			if refused == 1 {
+				a.logger.Warn("socket rate limited: its further refusals are counted in /metrics, not logged; it is disconnected if it keeps flooding",
+					"user", user, "socket", s.ID(), "rate", a.rate, "burst", a.burst)
+			}
+		}
 		out := a.router.Route(context.Background(), user, s.ID(), event, args, allowed)
 		a.observe(out)
 		switch {
@@ -23,8 +35,12 @@ func (a *App) bind(s *socketio.Socket) {
 		case out.Err != nil:
 			_ = s.Emit(handlers.EventMessage, handlers.ErrorEnvelope(user, out))
 		}
-		if !allowed && bucket.Flooding() {
-			a.logger.Warn("disconnecting a flooding socket", "user", user, "socket", s.ID())
+		if !allowed && bucket.Flooding() && !disconnected {
+			// Logged at info: the socket had its warning at its first
+			// refusal. Events already read may still arrive here.
+			disconnected = true
+			a.observer.FloodDisconnected()
+			a.logger.Info("disconnecting a flooding socket", "user", user, "socket", s.ID(), "refused", refused)
 			s.Disconnect(true)
 		}
 	})
@@ -40,4 +56,7 @@ func (a *App) observe(out handlers.Outcome) {
 		result = string(out.Err.Code)
 	}
 	a.observer.EventHandled(name, result)
+	if out.Err != nil && out.Err.Limit.Arg != "" {
+		a.observer.LimitExceeded(out.Err.Limit.Arg, out.Err.Limit.Reason)
+	}
 }

@@ -6,10 +6,12 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"github.com/switchboard-rt/switchboard/handlers"
 	"github.com/switchboard-rt/switchboard/namespaces"
 )
 
@@ -85,6 +87,13 @@ func (s *Server) apiEvents(c *gin.Context) {
 			apiError(c, http.StatusBadRequest, "bad_request", `"users" must hold non-empty user ids`)
 			return
 		}
+		// No socket can belong to such a user (its token is refused):
+		// publishing for it would only cost Redis.
+		if reason := handlers.CheckUserID(user); reason != "" {
+			s.metrics.LimitExceeded(handlers.ArgUserID, reason)
+			apiError(c, http.StatusBadRequest, "bad_request", fmt.Sprintf(`"users" must hold user ids of at most %d characters, valid UTF-8 without control or bidirectional formatting characters`, handlers.MaxUserIDChars))
+			return
+		}
 		if _, dup := seen[user]; !dup {
 			seen[user] = struct{}{}
 			users = append(users, user)
@@ -130,8 +139,13 @@ func (s *Server) devToken(c *gin.Context) {
 	}
 	body, _ := v.(map[string]any)
 	user, _ := body["user"].(string)
-	if user == "" || len(user) > maxUserIDBytes {
-		apiError(c, http.StatusBadRequest, "bad_request", `want {"user": id} with a non-empty id of at most 256 bytes`)
+	// The socket refuses a token whose sub breaks these limits: do not
+	// issue one.
+	if reason := handlers.CheckUserID(user); reason != "" {
+		if user != "" {
+			s.metrics.LimitExceeded(handlers.ArgUserID, reason)
+		}
+		apiError(c, http.StatusBadRequest, "bad_request", fmt.Sprintf(`want {"user": id} with a non-empty id of at most %d characters, valid UTF-8 without control or bidirectional formatting characters`, handlers.MaxUserIDChars))
 		return
 	}
 	token, err := s.tokens.Issue(user)
@@ -142,5 +156,3 @@ func (s *Server) devToken(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, gin.H{"token": token})
 }
-
-const maxUserIDBytes = 256

@@ -99,6 +99,16 @@ const (
 	defaultHTTPWriteTimeout = 30 * time.Second
 )
 
+// minJWTSecretBytes is the shortest JWT_SECRET taken without a warning:
+// HS256's key is as strong as the secret, and a short one can be guessed
+// offline from any one token. Shorter secrets are accepted (the contract
+// takes any non-blank one), with one warning at start.
+const minJWTSecretBytes = 32
+
+// weakSecret reports a JWT_SECRET shorter than minJWTSecretBytes
+// (development mode's random secret never is).
+func (c *Config) weakSecret() bool { return len(c.JWTSecret) < minJWTSecretBytes }
+
 // ConfigError names the variable whose value is bad.
 type ConfigError struct {
 	Variable string
@@ -430,12 +440,25 @@ const (
 )
 
 // redactURL hides a URL's password: a bad REDIS_URL is named in the log.
+// A URL too malformed to parse (a password with a space, "#" or "/" in it)
+// loses everything from its scheme to its last "@", where credentials
+// would be.
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if u, err := url.Parse(raw); err == nil {
+		if u.User == nil {
+			return raw
+		}
+		return u.Redacted()
+	}
+	at := strings.LastIndex(raw, "@")
+	if at < 0 {
 		return raw
 	}
-	return u.Redacted()
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 && i < at {
+		start = i + len("://")
+	}
+	return raw[:start] + "xxxxx" + raw[at:]
 }
 
 func checkRedisURL(raw string, cluster bool) error {

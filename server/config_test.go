@@ -253,6 +253,30 @@ func TestConfigRedisClusterURL(t *testing.T) {
 	}
 }
 
+// TestConfigMalformedRedisURLHidesPassword: however REDIS_URL is broken,
+// its password is not in the error (which is the exit-2 line).
+func TestConfigMalformedRedisURLHidesPassword(t *testing.T) {
+	for _, raw := range []string{
+		"redis://:hush-42@h:notaport/0",
+		"redis://:hush-42 x@h:6379/0",
+		"redis://:hush-42#x@h:6379/0",
+		"redis://:hush-42/x@h:6379/0",
+		"redis://user:hush-42@h:6379/0%zz",
+		"redis://:hush-42@[::1:6379",
+		"http://:hush-42@h:6379/0",
+		"redis://:hush-42@h:6379/db",
+		"redis://:hush-42@:6379/0",
+	} {
+		t.Run(raw, func(t *testing.T) {
+			_, err := server.ConfigFromEnv(env(map[string]string{"REDIS_URL": raw}))
+			wantConfigError(t, err, "REDIS_URL")
+			if strings.Contains(err.Error(), "hush") {
+				t.Fatalf("the password is in %q", err)
+			}
+		})
+	}
+}
+
 // TestConfigValidate re-checks a configuration built by hand, as embedders
 // build it, starting from a valid one.
 func TestConfigValidate(t *testing.T) {

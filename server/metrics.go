@@ -32,13 +32,15 @@ import (
 // metrics value per Server, so that two servers in one test process do not
 // collide.
 type metrics struct {
-	events        *counterVec // event, result
-	deliveries    *counterVec // event
-	authFailures  *counterVec // reason
-	adapterErrors atomic.Uint64
-	apiEvents     atomic.Uint64
-	sockets       func() float64
-	recovery      func() socketio.RecoveryStats // nil: none
+	events           *counterVec // event, result
+	deliveries       *counterVec // event
+	authFailures     *counterVec // reason
+	limitRefusals    *counterVec // arg, reason
+	adapterErrors    atomic.Uint64
+	floodDisconnects atomic.Uint64
+	apiEvents        atomic.Uint64
+	sockets          func() float64
+	recovery         func() socketio.RecoveryStats // nil: none
 	// extra families (engine and adapter counters), written after ours.
 	extra []func(w *expo)
 	start time.Time
@@ -48,11 +50,12 @@ var _ namespaces.Observer = (*metrics)(nil)
 
 func newMetrics(sockets func() float64) *metrics {
 	return &metrics{
-		events:       newCounterVec("event", "result"),
-		deliveries:   newCounterVec("event"),
-		authFailures: newCounterVec("reason"),
-		sockets:      sockets,
-		start:        time.Now(),
+		events:        newCounterVec("event", "result"),
+		deliveries:    newCounterVec("event"),
+		authFailures:  newCounterVec("reason"),
+		limitRefusals: newLimitRefusals(),
+		sockets:       sockets,
+		start:         time.Now(),
 	}
 }
 
@@ -68,6 +71,27 @@ func (m *metrics) Delivered(event string) {
 }
 
 func (m *metrics) AuthFailed(reason string) { m.authFailures.inc(reason) }
+
+func (m *metrics) LimitExceeded(arg, reason string) { m.limitRefusals.inc(arg, reason) }
+
+func (m *metrics) FloodDisconnected() { m.floodDisconnects.Add(1) }
+
+// newLimitRefusals declares every series of the refusal counter at zero,
+// so that a dashboard sees a limit before anyone breaks it.
+func newLimitRefusals() *counterVec {
+	c := newCounterVec("arg", "reason")
+	for _, l := range []handlers.Limit{
+		{Arg: handlers.ArgEventName, Reason: handlers.ReasonTooLong},
+		{Arg: handlers.ArgPostID, Reason: handlers.ReasonTooLong},
+		{Arg: handlers.ArgUserID, Reason: handlers.ReasonTooLong},
+		{Arg: handlers.ArgUserID, Reason: handlers.ReasonBadCharacters},
+		{Arg: handlers.ArgTokenSub, Reason: handlers.ReasonTooLong},
+		{Arg: handlers.ArgTokenSub, Reason: handlers.ReasonBadCharacters},
+	} {
+		c.declare(l.Arg, l.Reason)
+	}
+	return c
+}
 
 func (m *metrics) handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -87,6 +111,10 @@ func (m *metrics) write(e *expo) {
 	m.deliveries.write(e, "switchboard_deliveries_total")
 	e.family("switchboard_auth_failures_total", "counter", "Refused /socket connections, by reason.")
 	m.authFailures.write(e, "switchboard_auth_failures_total")
+	e.family("switchboard_limit_refusals_total", "counter", "Events (invalid_args), connections (invalid_token, for arg token_sub) and HTTP API requests (400) refused for an argument past its limit, by argument (event_name, post_id, user_id for to, mentions and the HTTP API's user ids, token_sub) and reason (too_long, bad_characters).")
+	m.limitRefusals.write(e, "switchboard_limit_refusals_total")
+	e.family("switchboard_flood_disconnects_total", "counter", "Sockets disconnected for flooding: ten bursts' worth of events sent into an empty rate-limit bucket (each refusal is counted in switchboard_events_total with result rate_limited).")
+	e.sample("switchboard_flood_disconnects_total", nil, float64(m.floodDisconnects.Load()))
 	e.family("switchboard_adapter_errors_total", "counter", "Errors reported by the Redis adapter (publish, subscribe, reconnect).")
 	e.sample("switchboard_adapter_errors_total", nil, float64(m.adapterErrors.Load()))
 	e.family("switchboard_api_events_total", "counter", "POST /api/events requests accepted.")
@@ -142,16 +170,21 @@ func newCounterVec(labels ...string) *counterVec {
 	return &counterVec{labels: labels, values: make(map[string]*atomic.Uint64)}
 }
 
-func (c *counterVec) inc(values ...string) {
+func (c *counterVec) inc(values ...string) { c.get(values).Add(1) }
+
+// declare makes the series of values exist, at zero.
+func (c *counterVec) declare(values ...string) { c.get(values) }
+
+func (c *counterVec) get(values []string) *atomic.Uint64 {
 	key := strings.Join(values, "\x00")
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	v := c.values[key]
 	if v == nil {
 		v = new(atomic.Uint64)
 		c.values[key] = v
 	}
-	c.mu.Unlock()
-	v.Add(1)
+	return v
 }
 
 func (c *counterVec) write(e *expo, name string) {

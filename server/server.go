@@ -52,6 +52,11 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.weakSecret() {
+		// Never the secret itself, nor its length.
+		logger.Warn("JWT_SECRET is shorter than 32 bytes: tokens signed with it can be forged by guessing it; use at least 32 random bytes, such as the output of openssl rand -base64 32",
+			"variable", "JWT_SECRET", "min_bytes", minJWTSecretBytes)
+	}
 	cfg.transportDefaults()
 	gin.SetMode(gin.ReleaseMode) // the debug mode prints plain text to stderr
 	s := &Server{

@@ -7,6 +7,10 @@
 //   and deploy/haproxy-roundrobin.cfg (port 8081), which HAProxy accepts as
 //   compose runs them (service names, container port 8080); each replica
 //   advertises the address the others relay its sessions' requests to;
+// - the compose files ship no secret: JWT_SECRET and API_KEY are required
+//   variables (Compose refuses to start without them, pointing at
+//   .env.example), dev tokens are off unless asked for, and .env.example
+//   copied unfilled starts nothing;
 // - the Dockerfile is multi-stage, ends as a non-root user with a healthcheck,
 //   and its ./cmd/switchboard build succeeds on exactly the files .dockerignore
 //   lets into the build context (with cgo off, the packages resolve; the
@@ -16,7 +20,7 @@
 // same topology is exercised for real, with processes, by cluster-lb.test.mjs.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -28,6 +32,15 @@ const COMPOSE = path.join(ROOT, 'docker-compose.yml');
 const DOCKERFILE = path.join(ROOT, 'Dockerfile');
 const REPLICAS = ['sb1', 'sb2', 'sb3'];
 const cleanEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
+// The compose files ship no secret: they require JWT_SECRET and API_KEY.
+// The tests give these, and an empty --env-file so that a developer's .env
+// does not change what they see.
+const TEST_SECRETS = { JWT_SECRET: 'compose-test-jwt-secret-0123456789abcdef', API_KEY: 'compose-test-api-key' };
+const composeEnv = { ...cleanEnv, ...TEST_SECRETS };
+const EMPTY_ENV_FILE = path.join(mkdtempSync(path.join(os.tmpdir(), 'sb-compose-env-')), 'empty.env');
+writeFileSync(EMPTY_ENV_FILE, '');
+const compose = (args, { env = composeEnv, input } = {}) => spawnSync('docker-compose', ['--env-file', EMPTY_ENV_FILE, ...args],
+  { cwd: ROOT, env, input, encoding: 'utf8' });
 
 function requireCompose() {
   if (spawnSync('sh', ['-c', 'command -v docker-compose']).status !== 0) {
@@ -42,7 +55,7 @@ function raw() {
 }
 function resolved() {
   requireCompose();
-  const r = spawnSync('docker-compose', ['-f', COMPOSE, 'config'], { cwd: ROOT, env: cleanEnv, encoding: 'utf8' });
+  const r = compose(['-f', COMPOSE, 'config']);
   assert.equal(r.status, 0, `docker-compose config rejected the file:\n${r.stderr}`);
   return YAML.parse(r.stdout);
 }
@@ -80,9 +93,16 @@ function checkCompose(doc, label) {
     assert.equal(path.resolve(ROOT, ctx), ROOT, `${label}: ${n} build context is the repository`);
     assert.match(env.REDIS_URL || '', /^redis:\/\/redis:6379\/\d+$/, `${label}: ${n} REDIS_URL points at the redis service`);
     assert.equal(env.NODE_ID, n);
-    assert.equal(String(env.DEV_TOKENS), '1', `${label}: ${n} dev tokens on for the demo`);
-    assert.ok(env.JWT_SECRET, `${label}: ${n} JWT_SECRET`);
-    assert.ok(env.API_KEY, `${label}: ${n} API_KEY`);
+    if (label === 'raw') {
+      // No secret in the file: each is a required variable, without default.
+      assert.match(env.JWT_SECRET, /^\$\{JWT_SECRET:\?[^}]*\.env\.example[^}]*\}$/, `${label}: ${n} JWT_SECRET is required`);
+      assert.match(env.API_KEY, /^\$\{API_KEY:\?[^}]*\.env\.example[^}]*\}$/, `${label}: ${n} API_KEY is required`);
+      assert.equal(env.DEV_TOKENS, '${DEV_TOKENS:-0}', `${label}: ${n} dev tokens off unless asked for`);
+    } else {
+      assert.equal(env.JWT_SECRET, TEST_SECRETS.JWT_SECRET, `${label}: ${n} JWT_SECRET from the environment`);
+      assert.equal(env.API_KEY, TEST_SECRETS.API_KEY, `${label}: ${n} API_KEY from the environment`);
+      assert.equal(String(env.DEV_TOKENS), '0', `${label}: ${n} dev tokens off by default`);
+    }
     assert.deepEqual(healthyDeps(svc), ['redis'], `${label}: ${n} waits for a healthy redis`);
     // The balancer reaches the replica at the address haproxy.cfg defaults to.
     assert.equal(servers[i].host, n);
@@ -119,14 +139,14 @@ function checkBalancer(lb, cfgFile, published, label) {
 describe('docker-compose.yml', () => {
   it('passes Docker Compose schema validation (docker-compose config -q)', () => {
     requireCompose();
-    const r = spawnSync('docker-compose', ['-f', COMPOSE, 'config', '-q'], { cwd: ROOT, env: cleanEnv, encoding: 'utf8' });
+    const r = compose(['-f', COMPOSE, 'config', '-q']);
     assert.equal(r.status, 0, r.stderr);
   });
 
   it('the validator is not a rubber stamp: a wrong depends_on condition is rejected', () => {
     requireCompose();
     const bad = readFileSync(COMPOSE, 'utf8').replace(/condition: service_healthy/g, 'condition: service_ready');
-    const r = spawnSync('docker-compose', ['-f', '-', 'config', '-q'], { cwd: ROOT, env: cleanEnv, input: bad, encoding: 'utf8' });
+    const r = compose(['-f', '-', 'config', '-q'], { input: bad });
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /condition/);
   });
@@ -197,7 +217,7 @@ const CLUSTER_NODES = ['redis', 'redis-2', 'redis-3'];
 
 function resolvedCluster() {
   requireCompose();
-  const r = spawnSync('docker-compose', ['-f', COMPOSE, '-f', COMPOSE_CLUSTER, 'config'], { cwd: ROOT, env: cleanEnv, encoding: 'utf8' });
+  const r = compose(['-f', COMPOSE, '-f', COMPOSE_CLUSTER, 'config']);
   assert.equal(r.status, 0, `docker-compose config rejected the cluster variant:\n${r.stderr}`);
   return YAML.parse(r.stdout);
 }
@@ -205,7 +225,7 @@ function resolvedCluster() {
 describe('docker-compose.cluster.yml (the Redis Cluster variant)', () => {
   it('passes Docker Compose schema validation on top of docker-compose.yml', () => {
     requireCompose();
-    const r = spawnSync('docker-compose', ['-f', COMPOSE, '-f', COMPOSE_CLUSTER, 'config', '-q'], { cwd: ROOT, env: cleanEnv, encoding: 'utf8' });
+    const r = compose(['-f', COMPOSE, '-f', COMPOSE_CLUSTER, 'config', '-q']);
     assert.equal(r.status, 0, r.stderr);
     assert.match(readFileSync(COMPOSE_CLUSTER, 'utf8'), /docker compose -f docker-compose\.yml -f docker-compose\.cluster\.yml up/,
       'the file says how to run it');
@@ -243,6 +263,87 @@ describe('docker-compose.cluster.yml (the Redis Cluster variant)', () => {
       assert.equal(new Set(REPLICAS.map((n) => envOf(s[n])[key])).size, 1, `${key} shared by the three replicas`);
     }
     assert.deepEqual(healthyDeps(s.lb), REPLICAS, 'the balancer still waits for the three replicas');
+  });
+});
+
+// The compose files ship no secret (issue 13): the secrets are required
+// variables that .env.example explains, and dev tokens are off unless
+// asked for.
+const ENV_EXAMPLE = path.join(ROOT, '.env.example');
+const parseEnvFile = (text) => Object.fromEntries(text.split('\n').map((l) => l.trim())
+  .filter((l) => l && !l.startsWith('#')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+
+describe('compose secrets', () => {
+  const files = [[COMPOSE], [COMPOSE, COMPOSE_CLUSTER]];
+  const fArgs = (fs) => fs.flatMap((f) => ['-f', f]);
+
+  it('no secret literal is shipped: every secret-like variable of every service is required, without a default', () => {
+    for (const file of [COMPOSE, COMPOSE_CLUSTER]) {
+      const doc = YAML.parse(readFileSync(file, 'utf8'), { merge: true });
+      for (const [name, svc] of Object.entries(doc.services || {})) {
+        for (const [key, value] of Object.entries(envOf(svc))) {
+          if (/SECRET|KEY|PASSWORD|TOKEN/i.test(key) && key !== 'DEV_TOKENS') {
+            assert.match(String(value), new RegExp(`^\\$\\{${key}:\\?[^}]+\\}$`), `${path.basename(file)}: ${name}.${key} = ${value}`);
+          }
+          if (key === 'REDIS_URL') assert.ok(!/\/\/[^/]*@/.test(value), `${path.basename(file)}: ${name}: a password in REDIS_URL`);
+        }
+      }
+      // Nor anywhere else in the text: the old public defaults, or any
+      // ${VAR:-default} for a secret.
+      const text = readFileSync(file, 'utf8');
+      assert.ok(!/\$\{(JWT_SECRET|API_KEY)[:]?-/.test(text), `${path.basename(file)} gives a secret a default`);
+      assert.ok(!/demo-secret|demo-api-key|change-me/.test(text), `${path.basename(file)} holds a demo secret`);
+    }
+  });
+
+  it('without JWT_SECRET and API_KEY, Compose refuses, pointing at .env.example', () => {
+    requireCompose();
+    for (const fs of files) {
+      for (const missing of ['JWT_SECRET', 'API_KEY']) {
+        const env = { ...composeEnv };
+        delete env[missing];
+        const r = compose([...fArgs(fs), 'config', '-q'], { env });
+        assert.notEqual(r.status, 0, `${fs.map((f) => path.basename(f))} without ${missing}`);
+        assert.match(r.stderr, new RegExp(`set ${missing}.*\\.env\\.example`));
+      }
+    }
+  });
+
+  it('.env.example: empty secrets (Compose refuses it as it is), dev tokens off, and filled in it configures every replica', () => {
+    requireCompose();
+    const example = readFileSync(ENV_EXAMPLE, 'utf8');
+    const vars = parseEnvFile(example);
+    assert.deepEqual(vars, { JWT_SECRET: '', API_KEY: '', DEV_TOKENS: '0' });
+    assert.match(example, /openssl rand/);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-env-example-'));
+    try {
+      const asIs = path.join(dir, 'as-is.env');
+      writeFileSync(asIs, example);
+      const r = spawnSync('docker-compose', ['--env-file', asIs, '-f', COMPOSE, 'config', '-q'], { cwd: ROOT, env: cleanEnv, encoding: 'utf8' });
+      assert.notEqual(r.status, 0, '.env.example copied unfilled must not start anything');
+      const filled = path.join(dir, 'filled.env');
+      writeFileSync(filled, example.replace(/^JWT_SECRET=$/m, 'JWT_SECRET=filled-jwt-secret-0123456789abcdefghij')
+        .replace(/^API_KEY=$/m, 'API_KEY=filled-api-key').replace(/^DEV_TOKENS=0$/m, 'DEV_TOKENS=1'));
+      for (const fs of files) {
+        const ok = spawnSync('docker-compose', ['--env-file', filled, ...fArgs(fs), 'config'], { cwd: ROOT, env: cleanEnv, encoding: 'utf8' });
+        assert.equal(ok.status, 0, ok.stderr);
+        const doc = YAML.parse(ok.stdout);
+        for (const n of REPLICAS) {
+          const env = envOf(doc.services[n]);
+          assert.equal(env.JWT_SECRET, 'filled-jwt-secret-0123456789abcdefghij');
+          assert.equal(env.API_KEY, 'filled-api-key');
+          assert.equal(String(env.DEV_TOKENS), '1');
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('.env stays out of git and of the image build context', () => {
+    assert.ok(ignorer()('.env'), '.dockerignore keeps .env out of the build context');
+    const r = spawnSync('git', ['check-ignore', '-q', '.env'], { cwd: ROOT });
+    assert.equal(r.status, 0, '.gitignore ignores .env');
   });
 });
 
