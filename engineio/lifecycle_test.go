@@ -122,7 +122,6 @@ func TestSlowClientPolling(t *testing.T) {
 	s := startServer(t, Options{MaxPayload: 1000, MaxQueuedBytes: 4096}, nil)
 	c := s.handshake(t, 4, "")
 	r := s.opened(t)
-	_ = c
 	payload := []byte(strings.Repeat("x", 100))
 	sent := 0
 	for ; sent < 1000; sent++ {
@@ -141,6 +140,11 @@ func TestSlowClientPolling(t *testing.T) {
 	}
 	if n := s.srv.Stats().SlowClients.Load(); n != 1 {
 		t.Fatalf("%d slow clients counted", n)
+	}
+	// The queue that closed it is dropped: the client's next GET gets the
+	// close packet alone.
+	if ps := c.get(t); types(ps) != "1" {
+		t.Fatalf("GET after the slow client's close: %s", types(ps))
 	}
 	// SendAll is bounded the same way.
 	c2 := s.handshake(t, 4, "")

@@ -158,6 +158,7 @@ func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 	if err := readBody(buf, r, s.srv.opts.MaxPayload); err != nil {
 		s.close(ReasonTransportError, 0)
 		if errors.Is(err, errTooLarge) {
+			s.srv.stats.TooLarge.Add(1)
 			w.Header().Set("Connection", "close")
 			writeErrorStatus(w, http.StatusRequestEntityTooLarge, CodeBadRequest, "Payload too large")
 			return

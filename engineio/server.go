@@ -216,6 +216,9 @@ type Stats struct {
 	Closed      atomic.Int64 // sessions closed
 	SlowClients atomic.Int64 // sessions closed for exceeding MaxQueuedBytes
 	Upgrades    atomic.Int64 // polling sessions upgraded to websocket
+	// TooLarge: sessions closed for a message (websocket) or a POST body
+	// (polling) over MaxPayload.
+	TooLarge atomic.Int64
 }
 
 // NewServer returns a server; Close stops it.

@@ -321,6 +321,9 @@ func TestPollingBadPosts(t *testing.T) {
 		if reason := r.reason(t); reason != ReasonTransportError {
 			t.Fatalf("reason %q", reason)
 		}
+		if n := s.srv.Stats().TooLarge.Load(); n != 2 {
+			t.Fatalf("%d sessions counted too large, want 2 (this one and the one before)", n)
+		}
 	})
 	t.Run("exactly MaxPayload", func(t *testing.T) {
 		c := s.handshake(t, 4, "")

@@ -185,6 +185,12 @@ func (s *Session) close(reason string, wsCode int) {
 // Socket.IO broadcast holds its adapter's, and OnClose leaves the rooms).
 func (s *Session) closeFromSend() {
 	if s.shut(ReasonSlowClient, closeNormal) {
+		// What the client did not read is dropped at once: a polling
+		// session lingers for its last GET, which gets the close packet
+		// only, not the queue that closed it.
+		s.mu.Lock()
+		s.queue, s.queued = nil, 0
+		s.mu.Unlock()
 		s.srv.stats.SlowClients.Add(1)
 		go s.notifyClose()
 	}

@@ -333,6 +333,9 @@ func (ws *wsConn) onData(data []byte) {
 		var we *wsError
 		if errors.As(err, &we) {
 			code = we.code
+			if code == closeTooBig {
+				ws.sess.srv.stats.TooLarge.Add(1)
+			}
 		}
 		if errors.Is(err, errPeerClosed) {
 			code = closeNormal

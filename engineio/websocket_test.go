@@ -111,6 +111,7 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			before := s.srv.Stats().TooLarge.Load()
 			w, r, _ := s.openWS(t, tt.eio)
 			tt.send(w)
 			if reason := r.reason(t); reason != tt.reason {
@@ -118,6 +119,14 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 			}
 			if code := w.readClose(t); code != tt.code {
 				t.Errorf("close code %d, want %d", code, tt.code)
+			}
+			// Only a message over MaxPayload counts as too large.
+			want := int64(0)
+			if tt.code == 1009 {
+				want = 1
+			}
+			if n := s.srv.Stats().TooLarge.Load() - before; n != want {
+				t.Errorf("%d sessions counted too large, want %d", n, want)
 			}
 		})
 	}

@@ -43,8 +43,9 @@ type Config struct {
 	// MaxPayloadBytes is the largest Engine.IO message; required.
 	MaxPayloadBytes int64
 	// MaxQueuedBytes bounds the bytes waiting to be written to one
-	// connection; a connection over it is closed. Zero is the engine's
-	// default (4 MiB, at least twice MaxPayloadBytes).
+	// connection; a connection over it is closed ("slow client", counted
+	// in the engine's Stats.SlowClients). Zero is the engine's default
+	// (4 MiB, at least twice MaxPayloadBytes).
 	MaxQueuedBytes int
 	// ConnectTimeout closes a connection that has not joined /socket in
 	// time (v2 clients' implicit "/" does not count); zero is 45 s.
@@ -212,6 +213,10 @@ func (a *App) Sockets() int { return a.nsp.Len() }
 
 // RecoveryStats counts what connection state recovery did.
 func (a *App) RecoveryStats() socketio.RecoveryStats { return a.io.RecoveryStats() }
+
+// Stats are the Socket.IO server's counters (connect timeouts, packets
+// too large).
+func (a *App) Stats() *socketio.Stats { return a.io.Stats() }
 
 // Engine is the Engine.IO server (for its counters).
 func (a *App) Engine() *engineio.Server { return a.io.Engine() }

@@ -64,13 +64,40 @@ type Config struct {
 	// RecoveryMaxPackets bounds the packets kept per room for recovery;
 	// 0 is 1000.
 	RecoveryMaxPackets int
+
+	// MaxQueuedBytes bounds the bytes waiting to be written to one
+	// connection (a polling session's queue, or what the kernel did not
+	// take on a websocket); a connection over it is closed and counted as
+	// a slow consumer. At least twice MaxPayloadBytes; 0 is 4 MiB or twice
+	// MaxPayloadBytes, whichever is larger.
+	MaxQueuedBytes int64
+	// ConnectTimeout closes a connection that has not joined /socket with
+	// a valid token in time, on every protocol version; 0 is 10 s.
+	ConnectTimeout time.Duration
+	// HTTPIdleTimeout closes a keep-alive connection idle between requests
+	// for that long; 0 is 60 s.
+	HTTPIdleTimeout time.Duration
+	// HTTPBodyTimeout bounds the reading of one request body (a polling
+	// POST, /api/events); a body still unread then is cut. 0 is 30 s.
+	HTTPBodyTimeout time.Duration
+	// HTTPWriteTimeout bounds the writing of one answer, counted from the
+	// request's start; a long-poll GET gets PingInterval+PingTimeout more
+	// (it may be parked that long), and websockets none (their writes are
+	// bounded by MaxQueuedBytes). 0 is 30 s.
+	HTTPWriteTimeout time.Duration
 }
 
 const defaultAddr = ":7999"
 
-// connectTimeout closes a connection that has not joined /socket with a
-// valid token in time, on every protocol version.
-const connectTimeout = 10 * time.Second
+// The transport's defaults (MAX_QUEUED_BYTES, CONNECT_TIMEOUT and the
+// HTTP_*_TIMEOUT variables).
+const (
+	defaultMaxQueuedBytes   = 4 << 20
+	defaultConnectTimeout   = 10 * time.Second
+	defaultHTTPIdleTimeout  = 60 * time.Second
+	defaultHTTPBodyTimeout  = 30 * time.Second
+	defaultHTTPWriteTimeout = 30 * time.Second
+)
 
 // minJWTSecretBytes is the shortest JWT_SECRET taken without a warning:
 // HS256's key is as strong as the secret, and a short one can be guessed
@@ -192,7 +219,72 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		return c, bad("RECOVERY_MAX_PACKETS", err.Error())
 	}
 	c.RecoveryMaxPackets = int(min(maxPackets, maxRecoveryMaxPackets+1)) // over the bound: Validate names it
+	if err := c.transportFromEnv(get, bad); err != nil {
+		return c, err
+	}
 	return c, c.Validate()
+}
+
+// transportFromEnv reads the per-connection bounds and the HTTP timeouts.
+func (c *Config) transportFromEnv(get func(string) string, bad func(k, why string) error) error {
+	var err error
+	if c.MaxQueuedBytes, err = positiveInt(get("MAX_QUEUED_BYTES"), max(defaultMaxQueuedBytes, 2*c.MaxPayloadBytes)); err != nil {
+		return bad("MAX_QUEUED_BYTES", err.Error())
+	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+		def  time.Duration
+	}{
+		{"CONNECT_TIMEOUT", &c.ConnectTimeout, defaultConnectTimeout},
+		{"HTTP_IDLE_TIMEOUT", &c.HTTPIdleTimeout, defaultHTTPIdleTimeout},
+		{"HTTP_BODY_TIMEOUT", &c.HTTPBodyTimeout, defaultHTTPBodyTimeout},
+		{"HTTP_WRITE_TIMEOUT", &c.HTTPWriteTimeout, defaultHTTPWriteTimeout},
+	} {
+		if *d.dst, err = duration(get(d.name), d.def); err != nil {
+			return bad(d.name, err.Error())
+		}
+	}
+	return nil
+}
+
+// transportDefaults fills the zero values of the transport's fields, for
+// configurations built by hand.
+func (c *Config) transportDefaults() {
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = max(defaultMaxQueuedBytes, 2*c.MaxPayloadBytes)
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = defaultConnectTimeout
+	}
+	if c.HTTPIdleTimeout == 0 {
+		c.HTTPIdleTimeout = defaultHTTPIdleTimeout
+	}
+	if c.HTTPBodyTimeout == 0 {
+		c.HTTPBodyTimeout = defaultHTTPBodyTimeout
+	}
+	if c.HTTPWriteTimeout == 0 {
+		c.HTTPWriteTimeout = defaultHTTPWriteTimeout
+	}
+}
+
+// validateTransport checks the transport's fields; zero values are
+// defaults.
+func (c *Config) validateTransport() error {
+	bad := func(k, v, why string) error { return &ConfigError{Variable: k, Value: v, Reason: why} }
+	switch {
+	case c.MaxQueuedBytes < 0 || c.MaxQueuedBytes != 0 && c.MaxQueuedBytes < 2*c.MaxPayloadBytes:
+		return bad("MAX_QUEUED_BYTES", strconv.FormatInt(c.MaxQueuedBytes, 10), "must be at least twice MAX_PAYLOAD_BYTES")
+	case c.ConnectTimeout < 0:
+		return bad("CONNECT_TIMEOUT", c.ConnectTimeout.String(), "must be positive")
+	case c.HTTPIdleTimeout < 0:
+		return bad("HTTP_IDLE_TIMEOUT", c.HTTPIdleTimeout.String(), "must be positive")
+	case c.HTTPBodyTimeout < 0:
+		return bad("HTTP_BODY_TIMEOUT", c.HTTPBodyTimeout.String(), "must be positive")
+	case c.HTTPWriteTimeout < 0:
+		return bad("HTTP_WRITE_TIMEOUT", c.HTTPWriteTimeout.String(), "must be positive")
+	}
+	return nil
 }
 
 // Recovery's defaults and bounds.
@@ -267,7 +359,7 @@ func (c *Config) Validate() error {
 	case c.RecoveryWindow != 0 && c.RedisURL != "" && c.RedisAdapter == AdapterSharded:
 		return bad("RECOVERY_WINDOW", c.RecoveryWindow.String(), "not available with REDIS_ADAPTER=sharded: set 0, or use the classic adapter")
 	}
-	return nil
+	return c.validateTransport()
 }
 
 // nodeID is NODE_ID, or the host name with a random suffix.

@@ -38,6 +38,12 @@ func TestConfigDefaults(t *testing.T) {
 		// Recovery is on by default (the contract's RECOVERY_WINDOW=2m).
 		RecoveryWindow:     2 * time.Minute,
 		RecoveryMaxPackets: 1000,
+		// The transport's bounds.
+		MaxQueuedBytes:   4 << 20,
+		ConnectTimeout:   10 * time.Second,
+		HTTPIdleTimeout:  60 * time.Second,
+		HTTPBodyTimeout:  30 * time.Second,
+		HTTPWriteTimeout: 30 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults = %+v\nwant       %+v", c, want)
@@ -103,6 +109,13 @@ func TestConfigGoodValues(t *testing.T) {
 		{map[string]string{"REDIS_CLUSTER": "off"}, func(c server.Config) bool { return !c.RedisCluster }},
 		{map[string]string{"API_KEY": "k"}, func(c server.Config) bool { return c.APIKey == "k" }},
 		{map[string]string{"MAX_PAYLOAD_BYTES": "1"}, func(c server.Config) bool { return c.MaxPayloadBytes == 1 }},
+		{map[string]string{"MAX_QUEUED_BYTES": "65536", "MAX_PAYLOAD_BYTES": "32768"}, func(c server.Config) bool { return c.MaxQueuedBytes == 65536 }},
+		// Unset, it follows a MAX_PAYLOAD_BYTES over 2 MiB: twice that.
+		{map[string]string{"MAX_PAYLOAD_BYTES": "5000000"}, func(c server.Config) bool { return c.MaxQueuedBytes == 10_000_000 }},
+		{map[string]string{"CONNECT_TIMEOUT": "1s"}, func(c server.Config) bool { return c.ConnectTimeout == time.Second }},
+		{map[string]string{"HTTP_IDLE_TIMEOUT": "2s", "HTTP_BODY_TIMEOUT": "3s", "HTTP_WRITE_TIMEOUT": "4s"}, func(c server.Config) bool {
+			return c.HTTPIdleTimeout == 2*time.Second && c.HTTPBodyTimeout == 3*time.Second && c.HTTPWriteTimeout == 4*time.Second
+		}},
 		{map[string]string{"PING_INTERVAL": "1500ms", "PING_TIMEOUT": "2m"}, func(c server.Config) bool {
 			return c.PingInterval == 1500*time.Millisecond && c.PingTimeout == 2*time.Minute
 		}},
@@ -186,6 +199,19 @@ func TestConfigBadValues(t *testing.T) {
 		{"MAX_PAYLOAD_BYTES", "0"},
 		{"MAX_PAYLOAD_BYTES", "abc"},
 		{"MAX_PAYLOAD_BYTES", "1e6"},
+		{"MAX_QUEUED_BYTES", "0"},
+		{"MAX_QUEUED_BYTES", "-1"},
+		{"MAX_QUEUED_BYTES", "4MiB"},
+		{"MAX_QUEUED_BYTES", "1999999"}, // under twice the default MAX_PAYLOAD_BYTES
+		{"CONNECT_TIMEOUT", "0"},
+		{"CONNECT_TIMEOUT", "10"},
+		{"CONNECT_TIMEOUT", "-1s"},
+		{"HTTP_IDLE_TIMEOUT", "0s"},
+		{"HTTP_IDLE_TIMEOUT", "soon"},
+		{"HTTP_BODY_TIMEOUT", "30"},
+		{"HTTP_BODY_TIMEOUT", "-5s"},
+		{"HTTP_WRITE_TIMEOUT", "0"},
+		{"HTTP_WRITE_TIMEOUT", "x"},
 		{"LOG_LEVEL", "loud"},
 		{"DEV_TOKENS", "maybe"},
 		{"ADVERTISE_ADDR", "sb1"},
@@ -279,6 +305,12 @@ func TestConfigValidate(t *testing.T) {
 		{"RATE_LIMIT", func(c *server.Config) { c.RateLimit = -1 }},
 		{"RATE_BURST", func(c *server.Config) { c.RateBurst = 0 }},
 		{"MAX_PAYLOAD_BYTES", func(c *server.Config) { c.MaxPayloadBytes = 0 }},
+		{"MAX_QUEUED_BYTES", func(c *server.Config) { c.MaxQueuedBytes = c.MaxPayloadBytes }},
+		{"MAX_QUEUED_BYTES", func(c *server.Config) { c.MaxQueuedBytes = -1 }},
+		{"CONNECT_TIMEOUT", func(c *server.Config) { c.ConnectTimeout = -time.Second }},
+		{"HTTP_IDLE_TIMEOUT", func(c *server.Config) { c.HTTPIdleTimeout = -time.Second }},
+		{"HTTP_BODY_TIMEOUT", func(c *server.Config) { c.HTTPBodyTimeout = -time.Second }},
+		{"HTTP_WRITE_TIMEOUT", func(c *server.Config) { c.HTTPWriteTimeout = -time.Second }},
 		{"DEBUG_ADDR", func(c *server.Config) { c.DebugAddr = "nope" }},
 		{"ADVERTISE_ADDR", func(c *server.Config) { c.AdvertiseAddr = ":7999" }},
 		{"RECOVERY_WINDOW", func(c *server.Config) { c.RecoveryWindow = -time.Second }},
@@ -312,6 +344,9 @@ func TestConfigZeroValuesDocumentedAsDefaults(t *testing.T) {
 		`AdvertiseAddr ""`:            func(c *server.Config) { c.AdvertiseAddr = "" },
 		"no recovery":                 func(c *server.Config) { c.RecoveryWindow = 0 },
 		"RecoveryMaxPackets 0 (1000)": func(c *server.Config) { c.RecoveryMaxPackets = 0 },
+		"transport bounds 0 (defaults)": func(c *server.Config) {
+			c.MaxQueuedBytes, c.ConnectTimeout, c.HTTPIdleTimeout, c.HTTPBodyTimeout, c.HTTPWriteTimeout = 0, 0, 0, 0, 0
+		},
 	} {
 		c := base
 		mutate(&c)

@@ -57,6 +57,7 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 		logger.Warn("JWT_SECRET is shorter than 32 bytes: tokens signed with it can be forged by guessing it; use at least 32 random bytes, such as the output of openssl rand -base64 32",
 			"variable", "JWT_SECRET", "min_bytes", minJWTSecretBytes)
 	}
+	cfg.transportDefaults()
 	gin.SetMode(gin.ReleaseMode) // the debug mode prints plain text to stderr
 	s := &Server{
 		cfg:      cfg,
@@ -76,10 +77,12 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 		PingInterval:    cfg.PingInterval,
 		PingTimeout:     cfg.PingTimeout,
 		MaxPayloadBytes: cfg.MaxPayloadBytes,
+		// A slow consumer is closed past this, whatever its transport.
+		MaxQueuedBytes: int(cfg.MaxQueuedBytes),
 		// A connection must join /socket with a valid token within this
 		// (socket.io's own default is 45 s): nothing unauthenticated holds
 		// memory for long.
-		ConnectTimeout: connectTimeout,
+		ConnectTimeout: cfg.ConnectTimeout,
 		RateLimit:      cfg.RateLimit,
 		RateBurst:      cfg.RateBurst,
 		// Recovery: the in-memory adapter's; the Redis adapter gets the
@@ -114,9 +117,17 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 		return nil, errors.Join(fmt.Errorf("routes: %w", err), s.closeRedis(context.Background()))
 	}
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	timeouts := &httpTimeouts{
+		body: cfg.HTTPBodyTimeout, write: cfg.HTTPWriteTimeout,
+		longPoll: cfg.PingInterval + cfg.PingTimeout, enginePath: enginePath,
+		idle: cfg.HTTPIdleTimeout, header: readHeaderTimeout, now: time.Now,
+	}
+	s.metrics.extra = append(s.metrics.extra, limitMetrics(app.Engine().Stats(), app.Stats(), timeouts))
 	s.http = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           timeouts.wrap(handler),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
+		ConnState:         timeouts.connState,
 		ErrorLog:          errLog,
 	}
 	if cfg.DebugAddr != "" {

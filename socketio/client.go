@@ -56,6 +56,7 @@ func (c *client) connectTimeout() {
 	expired := c.timer != nil && !c.closed
 	c.mu.Unlock()
 	if expired {
+		c.srv.stats.ConnectTimeouts.Add(1)
 		c.sess.Close()
 	}
 }
@@ -94,6 +95,9 @@ func (c *client) handle(data []byte, binary bool) {
 		p, err = c.dec.addText(data)
 	}
 	if err != nil {
+		if errors.Is(err, errAttachTooBig) {
+			c.srv.stats.PacketsTooLarge.Add(1)
+		}
 		c.fail(err)
 		return
 	}

@@ -67,12 +67,14 @@ const maxDepth = 64
 // packets from their attachments. It is owned by the connection's strand.
 type decoder struct {
 	maxAttachments int
-	maxBytes       int // attachments of one packet, in bytes
+	// maxBytes bounds what a partial binary packet holds: its text
+	// header and the attachments received so far, in bytes.
+	maxBytes int
 
 	pending *Packet // a binary packet waiting for attachments
 	want    int
 	atts    [][]byte
-	size    int
+	size    int // bytes held: the header's text and the attachments
 }
 
 // addText decodes a text message. It returns nil, nil when the packet
@@ -88,11 +90,16 @@ func (d *decoder) addText(b []byte) (*Packet, error) {
 	if n == 0 {
 		return p, nil
 	}
-	d.pending, d.want, d.atts, d.size = p, n, make([][]byte, 0, n), 0
+	// The header is held with the attachments: a client that announces
+	// attachments and never sends them must not hold more than maxBytes
+	// (its decoded form costs more than its text; the text is what a
+	// client controls).
+	d.pending, d.want, d.atts, d.size = p, n, make([][]byte, 0, n), len(b)
 	return nil, nil
 }
 
-// addBinary takes one attachment (b is copied).
+// addBinary takes one attachment (b is copied). A packet whose header and
+// attachments together exceed maxBytes is refused.
 func (d *decoder) addBinary(b []byte) (*Packet, error) {
 	if d.pending == nil {
 		return nil, errUnexpectedBin

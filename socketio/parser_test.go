@@ -94,6 +94,11 @@ func TestDecoder(t *testing.T) {
 		{"binary unasked", []any{[]byte{1}}, nil, errUnexpectedBin},
 		{"extra binary", []any{`51-["a",{"_placeholder":true,"num":0}]`, []byte{1}, []byte{2}}, nil, errUnexpectedBin},
 		{"attachments too big", []any{`52-["a",{"_placeholder":true,"num":0}]`, make([]byte, 600), make([]byte, 600)}, nil, errAttachTooBig},
+		// The header counts: 960 bytes of it and 50 of attachment are more
+		// than the 1000 a partial packet may hold.
+		{"header and attachment too big", []any{`51-["a",{"_placeholder":true,"num":0},"` + strings.Repeat("x", 960-41) + `"]`, make([]byte, 50)}, nil, errAttachTooBig},
+		{"header and attachment at the limit", []any{`51-["a",{"_placeholder":true,"num":0},"` + strings.Repeat("x", 960-41) + `"]`, make([]byte, 40)},
+			&Packet{Type: PacketBinaryEvent, Nsp: "/", ID: NoID, Data: []any{"a", make([]byte, 40), strings.Repeat("x", 960-41)}}, nil},
 
 		{"largest ack id", []any{`29007199254740991["a"]`}, &Packet{Type: PacketEvent, Nsp: "/", ID: 1<<53 - 1, Data: []any{"a"}}, nil},
 		{"ack id past 2^53", []any{`29007199254740992["a"]`}, nil, errAckID},

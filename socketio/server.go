@@ -32,6 +32,8 @@
 //     written before them.
 //   - the adapter's lock: rooms and every socket's room list.
 //   - Namespace.mu: the namespace's sockets, middlewares and handlers.
+//   - Server.stats: atomic counters, added to from the strand (packets too
+//     large) and the connect timer, read by anyone.
 //
 // Recovery (recovery.go) adds: a socket's id is an atomic (a restore
 // replaces it while the socket is pending); what the client asked to
@@ -59,6 +61,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/engineio"
@@ -96,7 +99,22 @@ type Server struct {
 	nsps map[string]*Namespace
 
 	recovery recoveryCounters
+	stats    Stats
 }
+
+// Stats are the connection limits' counters; read them with Server.Stats.
+type Stats struct {
+	// ConnectTimeouts: connections closed because they had joined no
+	// namespace (see RootIsNotAConnect) within ConnectTimeout.
+	ConnectTimeouts atomic.Int64
+	// PacketsTooLarge: connections closed because a binary packet (its
+	// header and the attachments received so far) exceeded the payload
+	// limit.
+	PacketsTooLarge atomic.Int64
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() *Stats { return &s.stats }
 
 // NewServer returns a server over a new Engine.IO server configured by
 // eopts. The namespace "/" exists from the start.

@@ -343,6 +343,7 @@ func TestConnectTimeout(t *testing.T) {
 		s := startServer(t, eopts, opts, func(srv *Server) {
 			srv.Of("/").OnConnection(func(s *Socket) { sockets <- s })
 			srv.Of("/admin")
+			srv.Of("/guarded").Use(func(_ *Socket, next func(error)) { next(&ConnectError{Message: "no"}) })
 		})
 		return s, sockets
 	}
@@ -350,6 +351,28 @@ func TestConnectTimeout(t *testing.T) {
 		s, _ := start(t, Options{ConnectTimeout: 20 * time.Millisecond})
 		c := s.dial(t, 4)
 		c.closed()
+		if n := s.srv.Stats().ConnectTimeouts.Load(); n != 1 {
+			t.Fatalf("%d connect timeouts counted", n)
+		}
+	})
+	t.Run("refused connects do not stop the timer", func(t *testing.T) {
+		// As the application runs it: a v3 client's implicit / does not
+		// count either.
+		s, _ := start(t, Options{ConnectTimeout: 50 * time.Millisecond, RootIsNotAConnect: true})
+		for _, eio := range []int{4, 3} {
+			c := s.dial(t, eio)
+			if eio == 3 {
+				c.expect("0")
+			}
+			c.send("0/guarded,")
+			c.expectPrefix("4/guarded,")
+			c.send("0/nowhere,")
+			c.expectPrefix("4/nowhere,")
+			c.closed()
+		}
+		if n := s.srv.Stats().ConnectTimeouts.Load(); n != 2 {
+			t.Fatalf("%d connect timeouts counted, want 2", n)
+		}
 	})
 	t.Run("v5 client joins in time", func(t *testing.T) {
 		s, sockets := start(t, Options{ConnectTimeout: time.Hour})

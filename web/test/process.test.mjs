@@ -55,6 +55,14 @@ describe('configuration', () => {
     ['RECOVERY_MAX_PACKETS', '0'],
     ['RECOVERY_MAX_PACKETS', 'all'],
     ['RECOVERY_MAX_PACKETS', '2000000'],
+    ['MAX_QUEUED_BYTES', '0'],
+    ['MAX_QUEUED_BYTES', 'lots'],
+    ['MAX_QUEUED_BYTES', '1000'], // under twice MAX_PAYLOAD_BYTES
+    ['CONNECT_TIMEOUT', '10'],
+    ['CONNECT_TIMEOUT', '0s'],
+    ['HTTP_IDLE_TIMEOUT', 'never'],
+    ['HTTP_BODY_TIMEOUT', '-1s'],
+    ['HTTP_WRITE_TIMEOUT', '30'],
   ];
   for (const [name, value] of bad) {
     it(`${name}=${JSON.stringify(value)} exits 2 with one JSON stderr line naming ${name}`, async () => {
