@@ -313,6 +313,15 @@ func TestRecoveryRefusedToAnotherOwnerAcrossProcesses(t *testing.T) {
 	}
 }
 
+// otherPID is a well-formed pid that is not p: its last character changed
+// (to "Z", or to "Y" when it is a "Z" already, 1 pid in 32).
+func otherPID(p string) string {
+	if strings.HasSuffix(p, "Z") {
+		return p[:len(p)-1] + "Y"
+	}
+	return p[:len(p)-1] + "Z"
+}
+
 func TestRecoveryForgedAcrossProcesses(t *testing.T) {
 	r := startRedis(t)
 	n1 := startRecoveryNode(t, r, "n1", RecoveryOptions{})
@@ -323,7 +332,7 @@ func TestRecoveryForgedAcrossProcesses(t *testing.T) {
 		want   socketio.RecoveryOutcome
 	}{
 		{"pid of no process of ours", func(string) string { return "AAAAAAAAAAAAAAAAAAAA" }, func(o string) string { return o }, socketio.RecoveryInvalid},
-		{"well-formed unknown pid", func(p string) string { return p[:len(p)-1] + "Z" }, func(o string) string { return o }, socketio.RecoveryExpired},
+		{"well-formed unknown pid", otherPID, func(o string) string { return o }, socketio.RecoveryExpired},
 		{"pid with a key's separator", func(p string) string { return p + "#x" }, func(o string) string { return o }, socketio.RecoveryInvalid},
 		{"offset not an offset", func(p string) string { return p }, func(string) string { return "0-0-0" }, socketio.RecoveryInvalid},
 		{"offset from the future", func(p string) string { return p }, func(string) string { return "99999999999999-0" }, socketio.RecoveryInvalid},
