@@ -26,6 +26,10 @@ export function device(url, user, { tok, transports = ['websocket'], auth = {} }
     // connected resolves once the socket is connected (rejects with the
     // connect_error); it connects the socket if it is not connecting.
     connected(timeoutMs = 10000) {
+      // A socket made with autoConnect may be connected before the caller
+      // gets here (it awaited something else meanwhile): its connect event
+      // is past.
+      if (socket.connected) return Promise.resolve(d);
       return new Promise((resolve, reject) => {
         const done = () => { clearTimeout(t); socket.off('connect', ok); socket.off('connect_error', ko); };
         const ok = () => { done(); resolve(d); };
