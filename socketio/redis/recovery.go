@@ -283,11 +283,14 @@ func encodeStored(uid, nsp string, p *socketio.Packet, rooms, except []string, f
 // queue is full) it is delivered here at once, unstored.
 func (a *adapter) broadcastStored(p *socketio.Packet, opts *socketio.BroadcastOptions) error {
 	c := a.c
-	if c.opts.Publishing != nil && !c.opts.Publishing() {
-		if c.w.box == nil {
-			c.cnt.skipped.Add(1)
-			return a.mem.Broadcast(p, opts)
-		}
+	down := c.opts.Publishing != nil && !c.opts.Publishing()
+	if down && c.w.box == nil {
+		c.cnt.skipped.Add(1)
+		return a.mem.Broadcast(p, opts)
+	}
+	if down || c.w.box != nil && !c.Subscribed() {
+		// Redis is away (or this process's subscription is, and with it
+		// the echo this process's sockets would get the broadcast from).
 		// The outbox publishes it when Redis is back, unstored: this
 		// process's sockets get it now, and ignore its echo (a broadcast
 		// without an offset from this process), as the others would a
