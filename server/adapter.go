@@ -34,6 +34,7 @@ type redisLink struct {
 	cancel   context.CancelFunc
 	logger   *slog.Logger
 	onError  func()
+	outbox   bool // OUTBOX_MAX_MESSAGES > 0
 
 	up      atomic.Bool // the last probe succeeded (readiness)
 	down    atomic.Bool // the last probe failed (deliveries stay local)
@@ -94,6 +95,7 @@ func newRedisLink(cfg *Config, logger *slog.Logger, onError func()) (*redisLink,
 		dialer:  dialer,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+		outbox:  cfg.OutboxMaxMessages > 0,
 	}
 	if cfg.RedisCluster {
 		l.pub = goredis.NewClusterClient(clusterOptions(opt))
@@ -109,6 +111,9 @@ func newRedisLink(cfg *Config, logger *slog.Logger, onError func()) (*redisLink,
 		Publishing: l.publishing,
 		OnError:    l.adapterError,
 		Logger:     logger,
+		// While Redis is away, broadcasts wait in the outbox (bounded)
+		// and are published, in order and once, when it answers again.
+		Outbox: redisadapter.OutboxOptions{MaxMessages: cfg.OutboxMaxMessages, MaxAge: cfg.OutboxMaxAge},
 	}
 	if cfg.RedisAdapter == AdapterSharded {
 		sharded, err := redisadapter.NewSharded(l.pub, l.sub, aopts)
@@ -175,6 +180,11 @@ func subscriberOptions(opt *goredis.Options) goredis.Options {
 // processes: yes unless the last probe failed. Before the first probe the
 // answer is yes (readiness still waits for a successful probe).
 func (l *redisLink) publishing() bool { return !l.down.Load() }
+
+// remote reports whether deliveries go to the adapter for the other
+// processes: always with the outbox on (it keeps them through an outage),
+// else while publishing.
+func (l *redisLink) remote() bool { return l.outbox || l.publishing() }
 
 // builder is the Socket.IO adapter constructor over this link.
 func (l *redisLink) builder() socketio.AdapterFactory { return l.adapter.Factory() }
@@ -264,6 +274,9 @@ func (l *redisLink) ready() error {
 // errorLogInterval, with the count of those not logged.
 func (l *redisLink) adapterError(err error) {
 	l.onError()
+	if errors.Is(err, redisadapter.ErrSubscriptionLost) {
+		return // the adapter logs each loss once, and its restoration
+	}
 	l.logMu.Lock()
 	now := time.Now()
 	if now.Sub(l.lastLogged) < errorLogInterval {

@@ -38,6 +38,9 @@ func TestConfigDefaults(t *testing.T) {
 		// Recovery is on by default (the contract's RECOVERY_WINDOW=2m).
 		RecoveryWindow:     2 * time.Minute,
 		RecoveryMaxPackets: 1000,
+		// The outbox keeps cross-process deliveries through a Redis outage.
+		OutboxMaxMessages: 10000,
+		OutboxMaxAge:      30 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults = %+v\nwant       %+v", c, want)
