@@ -373,6 +373,8 @@ func writeAdapterMetrics(e *expo, a redisAdapter) {
 	e.sample("switchboard_adapter_subscription_lost_total", nil, float64(st.SubscriptionLost))
 	e.family("switchboard_adapter_outbox_messages", "gauge", "Cross-process messages waiting to be published (OUTBOX_MAX_MESSAGES bounds them).")
 	e.sample("switchboard_adapter_outbox_messages", nil, float64(st.Outbox.Waiting))
+	e.family("switchboard_adapter_outbox_subscribers", "gauge", "Processes subscribed to this one's broadcasts when last counted (0: not yet): after an outage the outbox waits up to 5 s for as many before publishing what it kept.")
+	e.sample("switchboard_adapter_outbox_subscribers", nil, float64(st.Outbox.Subscribers))
 	e.family("switchboard_adapter_outbox_held_total", "counter", "Messages published after a failed attempt: kept in the outbox through a Redis outage.")
 	e.sample("switchboard_adapter_outbox_held_total", nil, float64(st.Outbox.Held))
 	e.family("switchboard_adapter_outbox_dropped_total", "counter", "Messages dropped from the outbox, by reason: count (past OUTBOX_MAX_MESSAGES) or age (past OUTBOX_MAX_AGE).")
