@@ -106,8 +106,10 @@ func newRedisLink(cfg *Config, logger *slog.Logger, onError func()) (*redisLink,
 	}
 	l.ctx = ctx
 	aopts := redisadapter.Options{
-		// While the probe says Redis is down, deliveries stay on this
-		// process instead of waiting on a publish that cannot succeed.
+		// While the probe says Redis is down, requests to the other
+		// processes are not made (and, with the outbox off, deliveries
+		// stay on this process) instead of waiting on a publish that
+		// cannot succeed.
 		Publishing: l.publishing,
 		OnError:    l.adapterError,
 		Logger:     logger,
@@ -221,9 +223,12 @@ func (l *redisLink) probe() {
 		return
 	}
 	l.wasUp = err == nil
-	if err != nil {
+	switch {
+	case err != nil && l.outbox:
+		l.logger.Warn("redis unreachable: deliveries to other processes wait in the outbox until it answers", "err", err)
+	case err != nil:
 		l.logger.Warn("redis unreachable: deliveries stay on this process until it answers", "err", err)
-	} else {
+	default:
 		l.logger.Info("redis connected")
 	}
 }
