@@ -133,10 +133,15 @@ func TestRedisOutageLosesNothingThatFitsTheOutbox(t *testing.T) {
 			case "stop":
 				_ = redis.cmd.Process.Signal(syscall.SIGSTOP)
 			}
-			waitFor(t, "readyz 503", func() bool { return !ready(t, a) && !ready(t, b) })
+			// Some before the probe says Redis is down (stored ones wait
+			// in the outbox), the rest after (they are kept unstored).
 			const n = 100
 			errorsBefore := scrape(t, a)["switchboard_adapter_errors_total"]
-			for i := range n {
+			for i := range n / 2 {
+				send(fmt.Sprint("during ", i))
+			}
+			waitFor(t, "readyz 503", func() bool { return !ready(t, a) && !ready(t, b) })
+			for i := n / 2; i < n; i++ {
 				send(fmt.Sprint("during ", i))
 			}
 			// Until a publish has failed (it hangs while Redis is stopped).

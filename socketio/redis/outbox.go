@@ -336,6 +336,9 @@ func (w *writer) attempt() error {
 				w.ran(v)
 				b.uncertain = false
 			}
+			if !w.stillSubscribed() {
+				return errWaitSubscribers
+			}
 			batch = w.batch()
 			if len(batch) == 0 {
 				return nil
@@ -361,6 +364,9 @@ func (w *writer) attempt() error {
 			err = nil // the transaction ran; a command's own error is its message's
 		}
 	} else {
+		if !w.stillSubscribed() {
+			return w.failed(errWaitSubscribers)
+		}
 		batch = w.batch()
 		pipe := pipelineFor(ctx, w.client, w.pinKey)
 		for _, m := range batch {
@@ -541,6 +547,19 @@ func (w *writer) recovered() {
 		b.log.Info("redis adapter: publishing again; nothing was dropped", attrs...)
 	}
 	b.dropped = [2]uint64{}
+}
+
+// stillSubscribed checks this process's subscriptions again once Redis
+// has answered (the WATCH): an attempt that began before an outage can
+// reach a Redis restarted meanwhile, before anyone has subscribed again.
+// False starts the wait of gate.
+func (w *writer) stillSubscribed() bool {
+	b := w.box
+	if b.subscribed == nil || b.subscribed() {
+		return true
+	}
+	b.gating = true
+	return false
 }
 
 // gate is the wait after an outage (see above): nil when publishing may

@@ -55,6 +55,10 @@ describe('configuration', () => {
     ['RECOVERY_MAX_PACKETS', '0'],
     ['RECOVERY_MAX_PACKETS', 'all'],
     ['RECOVERY_MAX_PACKETS', '2000000'],
+    ['OUTBOX_MAX_MESSAGES', '-1'],
+    ['OUTBOX_MAX_MESSAGES', 'lots'],
+    ['OUTBOX_MAX_AGE', '30'],
+    ['OUTBOX_MAX_AGE', '1h'],
   ];
   for (const [name, value] of bad) {
     it(`${name}=${JSON.stringify(value)} exits 2 with one JSON stderr line naming ${name}`, async () => {
