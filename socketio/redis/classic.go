@@ -25,7 +25,10 @@
 //     every message goes through its bounded queue and is written in a
 //     pipeline with whatever else has queued, in order. Event handlers
 //     never wait for Redis; a full queue drops the message (Stats.Dropped,
-//     OnError).
+//     OnError). With Options.Outbox it owns the outbox too (outbox.go):
+//     what it could not publish waits there, bounded, until Redis and the
+//     subscriptions are back; it reads Subscribed (under Classic.mu) for
+//     that.
 //   - The receiver owns the PubSub's reads: it reads every message, records
 //     which subscriptions Redis confirmed (Subscribed) and pings a silent
 //     connection. Answers to this process's requests it handles itself
