@@ -34,6 +34,7 @@ type redisLink struct {
 	cancel   context.CancelFunc
 	logger   *slog.Logger
 	onError  func()
+	outbox   bool // OUTBOX_MAX_MESSAGES > 0
 
 	up      atomic.Bool // the last probe succeeded (readiness)
 	down    atomic.Bool // the last probe failed (deliveries stay local)
@@ -94,6 +95,7 @@ func newRedisLink(cfg *Config, logger *slog.Logger, onError func()) (*redisLink,
 		dialer:  dialer,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+		outbox:  cfg.OutboxMaxMessages > 0,
 	}
 	if cfg.RedisCluster {
 		l.pub = goredis.NewClusterClient(clusterOptions(opt))
@@ -104,11 +106,16 @@ func newRedisLink(cfg *Config, logger *slog.Logger, onError func()) (*redisLink,
 	}
 	l.ctx = ctx
 	aopts := redisadapter.Options{
-		// While the probe says Redis is down, deliveries stay on this
-		// process instead of waiting on a publish that cannot succeed.
+		// While the probe says Redis is down, requests to the other
+		// processes are not made (and, with the outbox off, deliveries
+		// stay on this process) instead of waiting on a publish that
+		// cannot succeed.
 		Publishing: l.publishing,
 		OnError:    l.adapterError,
 		Logger:     logger,
+		// While Redis is away, broadcasts wait in the outbox (bounded)
+		// and are published, in order and once, when it answers again.
+		Outbox: redisadapter.OutboxOptions{MaxMessages: cfg.OutboxMaxMessages, MaxAge: cfg.OutboxMaxAge},
 	}
 	if cfg.RedisAdapter == AdapterSharded {
 		sharded, err := redisadapter.NewSharded(l.pub, l.sub, aopts)
@@ -176,6 +183,11 @@ func subscriberOptions(opt *goredis.Options) goredis.Options {
 // answer is yes (readiness still waits for a successful probe).
 func (l *redisLink) publishing() bool { return !l.down.Load() }
 
+// remote reports whether deliveries go to the adapter for the other
+// processes: always with the outbox on (it keeps them through an outage),
+// else while publishing.
+func (l *redisLink) remote() bool { return l.outbox || l.publishing() }
+
 // builder is the Socket.IO adapter constructor over this link.
 func (l *redisLink) builder() socketio.AdapterFactory { return l.adapter.Factory() }
 
@@ -211,9 +223,12 @@ func (l *redisLink) probe() {
 		return
 	}
 	l.wasUp = err == nil
-	if err != nil {
+	switch {
+	case err != nil && l.outbox:
+		l.logger.Warn("redis unreachable: deliveries to other processes wait in the outbox until it answers", "err", err)
+	case err != nil:
 		l.logger.Warn("redis unreachable: deliveries stay on this process until it answers", "err", err)
-	} else {
+	default:
 		l.logger.Info("redis connected")
 	}
 }
@@ -264,6 +279,9 @@ func (l *redisLink) ready() error {
 // errorLogInterval, with the count of those not logged.
 func (l *redisLink) adapterError(err error) {
 	l.onError()
+	if errors.Is(err, redisadapter.ErrSubscriptionLost) {
+		return // the adapter logs each loss once, and its restoration
+	}
 	l.logMu.Lock()
 	now := time.Now()
 	if now.Sub(l.lastLogged) < errorLogInterval {

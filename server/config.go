@@ -85,6 +85,12 @@ type Config struct {
 	// (it may be parked that long), and websockets none (their writes are
 	// bounded by MaxQueuedBytes). 0 is 30 s.
 	HTTPWriteTimeout time.Duration
+	// OutboxMaxMessages bounds the cross-process deliveries kept while
+	// Redis is away, published when it answers again; 0 turns the outbox
+	// off (ConfigFromEnv's default is 10000). OutboxMaxAge bounds how long
+	// one is kept (0 is 30s).
+	OutboxMaxMessages int
+	OutboxMaxAge      time.Duration
 }
 
 const defaultAddr = ":7999"
@@ -222,6 +228,12 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if err := c.transportFromEnv(get, bad); err != nil {
 		return c, err
 	}
+	if c.OutboxMaxMessages, err = outboxMessages(get("OUTBOX_MAX_MESSAGES")); err != nil {
+		return c, bad("OUTBOX_MAX_MESSAGES", err.Error())
+	}
+	if c.OutboxMaxAge, err = duration(get("OUTBOX_MAX_AGE"), defaultOutboxMaxAge); err != nil || c.OutboxMaxAge > maxOutboxMaxAge {
+		return c, bad("OUTBOX_MAX_AGE", "want a duration from 1ms to 10m, such as 30s")
+	}
 	return c, c.Validate()
 }
 
@@ -295,6 +307,26 @@ const (
 	maxRecoveryMaxPackets     = 1_000_000
 )
 
+// The outbox's defaults and bounds.
+const (
+	defaultOutboxMaxMessages = 10_000
+	maxOutboxMaxMessages     = 10_000_000
+	defaultOutboxMaxAge      = 30 * time.Second
+	maxOutboxMaxAge          = 10 * time.Minute
+)
+
+// outboxMessages reads OUTBOX_MAX_MESSAGES: 0 (off) to 10000000.
+func outboxMessages(v string) (int, error) {
+	if v == "" {
+		return defaultOutboxMaxMessages, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > maxOutboxMaxMessages {
+		return 0, fmt.Errorf("want 0 (off) or a count up to 10000000, such as 10000")
+	}
+	return n, nil
+}
+
 // recoveryWindow reads RECOVERY_WINDOW: 0 (off), or 1s to 24h.
 func recoveryWindow(v string) (time.Duration, error) {
 	if v == "" {
@@ -356,6 +388,10 @@ func (c *Config) Validate() error {
 		return bad("RECOVERY_WINDOW", c.RecoveryWindow.String(), "must be 0 (off) or from 1s to 24h")
 	case c.RecoveryMaxPackets < 0 || c.RecoveryMaxPackets > maxRecoveryMaxPackets:
 		return bad("RECOVERY_MAX_PACKETS", strconv.Itoa(c.RecoveryMaxPackets), "must be from 1 to 1000000")
+	case c.OutboxMaxMessages < 0 || c.OutboxMaxMessages > maxOutboxMaxMessages:
+		return bad("OUTBOX_MAX_MESSAGES", strconv.Itoa(c.OutboxMaxMessages), "must be from 0 (off) to 10000000")
+	case c.OutboxMaxAge < 0 || c.OutboxMaxAge > maxOutboxMaxAge:
+		return bad("OUTBOX_MAX_AGE", c.OutboxMaxAge.String(), "must be from 1ms to 10m (0 is 30s)")
 	case c.RecoveryWindow != 0 && c.RedisURL != "" && c.RedisAdapter == AdapterSharded:
 		return bad("RECOVERY_WINDOW", c.RecoveryWindow.String(), "not available with REDIS_ADAPTER=sharded: set 0, or use the classic adapter")
 	}

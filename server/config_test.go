@@ -44,6 +44,9 @@ func TestConfigDefaults(t *testing.T) {
 		HTTPIdleTimeout:  60 * time.Second,
 		HTTPBodyTimeout:  30 * time.Second,
 		HTTPWriteTimeout: 30 * time.Second,
+		// The outbox keeps cross-process deliveries through a Redis outage.
+		OutboxMaxMessages: 10000,
+		OutboxMaxAge:      30 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults = %+v\nwant       %+v", c, want)

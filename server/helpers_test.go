@@ -114,13 +114,19 @@ func testConfig() Config {
 
 func startServer(t *testing.T, mutate func(*Config)) *Server {
 	t.Helper()
-	cfg := testConfig()
-	if mutate != nil {
-		mutate(&cfg)
-	}
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return startServerLogged(t, mutate, logger)
+}
+
+// startServerLogged is startServer logging to logger.
+func startServerLogged(t *testing.T, mutate func(*Config), logger *slog.Logger) *Server {
+	t.Helper()
+	cfg := testConfig()
+	if mutate != nil {
+		mutate(&cfg)
 	}
 	srv, err := New(cfg, logger, web.Static())
 	if err != nil {

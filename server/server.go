@@ -101,7 +101,7 @@ func New(cfg Config, logger *slog.Logger, static fs.FS) (*Server, error) {
 		s.redis = link
 		s.metrics.extra = append(s.metrics.extra, func(e *expo) { writeAdapterMetrics(e, link.adapter) })
 		nsCfg.Adapter = link.builder()
-		nsCfg.Remote = link.publishing
+		nsCfg.Remote = link.remote
 		if err := s.newRelay(&nsCfg); err != nil {
 			return nil, errors.Join(err, s.closeRedis(context.Background()))
 		}

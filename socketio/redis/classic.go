@@ -25,7 +25,10 @@
 //     every message goes through its bounded queue and is written in a
 //     pipeline with whatever else has queued, in order. Event handlers
 //     never wait for Redis; a full queue drops the message (Stats.Dropped,
-//     OnError).
+//     OnError). With Options.Outbox it owns the outbox too (outbox.go):
+//     what it could not publish waits there, bounded, until Redis and the
+//     subscriptions are back; it reads Subscribed (under Classic.mu) for
+//     that.
 //   - The receiver owns the PubSub's reads: it reads every message, records
 //     which subscriptions Redis confirmed (Subscribed) and pings a silent
 //     connection. Answers to this process's requests it handles itself
@@ -84,6 +87,11 @@ var (
 	// ErrQueueFull: the publish queue is full (Redis too slow or away);
 	// the message was dropped.
 	ErrQueueFull = errors.New("redis adapter: publish queue full")
+	// ErrSubscriptionLost: the subscription connection failed (Redis
+	// closed it, past its client-output-buffer-limit pubsub for one, or
+	// it broke); go-redis subscribes again on a new one. Reported to
+	// OnError (wrapped) on every failed attempt; logged once per loss.
+	ErrSubscriptionLost = errors.New("redis adapter: subscription connection lost")
 	// ErrUnavailable: Options.Publishing turned false while a request that
 	// waits for the other processes' answers was being made; it was not
 	// sent.
@@ -122,10 +130,14 @@ type Options struct {
 	// (Stats.Skipped), ServerCount is 1, so FetchSockets, AllRooms and
 	// acknowledgements need no answers (a request already under way when
 	// it turns false fails with ErrUnavailable). The server's Redis probe
-	// goes here; a bounded outbox that keeps messages through an outage
-	// would take the writer's place instead (see publish.go). Nil: always
-	// publish.
+	// goes here. With Outbox on, broadcasts are queued all the same (the
+	// outbox keeps them until Redis answers) and only requests and
+	// responses stay local. Nil: always publish.
 	Publishing func() bool
+	// Outbox keeps broadcasts through a Redis outage and publishes them,
+	// in order and once, when it answers again (outbox.go): off unless
+	// Outbox.MaxMessages is set.
+	Outbox OutboxOptions
 	// OnError receives every adapter error: failed or dropped publishes,
 	// a lost subscription connection, a failed subscribe, a panic in a
 	// handler run for another process. Nil: they are only logged (debug).
@@ -159,6 +171,7 @@ func (o *Options) setDefaults() {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	o.Recovery.setDefaults()
+	o.Outbox.setDefaults()
 }
 
 // Kinds of messages, for the counters.
@@ -197,12 +210,35 @@ type Stats struct {
 	Dropped uint64
 	// Skipped: kept local because Options.Publishing said so.
 	Skipped uint64
+	// SubscriptionLost: subscription connections lost (Redis dropped
+	// them, or they broke), each counted once however long it takes to
+	// subscribe again.
+	SubscriptionLost uint64
+	// Outbox: the outbox's counters (Options.Outbox); its drops are also
+	// in Dropped.
+	Outbox OutboxStats
 }
 
 type counters struct {
 	published, received [numKinds]atomic.Uint64
 	ignored, malformed  atomic.Uint64
 	dropped, skipped    atomic.Uint64
+	subscriptionLost    atomic.Uint64
+
+	outboxWaiting atomic.Int64
+	outboxHeld    atomic.Uint64
+	outboxDropped [2]atomic.Uint64 // by count, by age
+	outboxSubs    atomic.Int64
+}
+
+func (c *counters) outbox() OutboxStats {
+	return OutboxStats{
+		Waiting:      c.outboxWaiting.Load(),
+		Held:         c.outboxHeld.Load(),
+		DroppedCount: c.outboxDropped[0].Load(),
+		DroppedAge:   c.outboxDropped[1].Load(),
+		Subscribers:  c.outboxSubs.Load(),
+	}
 }
 
 // Classic is the classic Redis adapter of one socketio.Server: build it
@@ -301,6 +337,7 @@ func NewClassic(pub, sub goredis.UniversalClient, opts Options) *Classic {
 		// tag: everything goes through that node (recovery.go).
 		c.w.pinKey = recoveryTag(opts.Recovery.Key)
 	}
+	c.w.useOutbox(opts.Outbox, uid, c.Subscribed, c.watchChannel, false, c.log)
 	c.wg.Add(4)
 	go func() { defer c.wg.Done(); c.w.run() }()
 	go c.receive()
@@ -334,6 +371,9 @@ func (c *Classic) Stats() Stats {
 		Malformed: c.cnt.malformed.Load(),
 		Dropped:   c.cnt.dropped.Load(),
 		Skipped:   c.cnt.skipped.Load(),
+
+		SubscriptionLost: c.cnt.subscriptionLost.Load(),
+		Outbox:           c.cnt.outbox(),
 	}
 }
 
@@ -413,10 +453,40 @@ func (c *Classic) reportError(err error) {
 	c.log.Debug("redis adapter error", "err", err)
 }
 
+// watchChannel is the request channel of the first namespace by name (""
+// without any), whose subscribers the outbox counts to know when the other
+// processes are back after an outage.
+func (c *Classic) watchChannel() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a := firstByName(c.byName); a != nil {
+		return a.reqCh
+	}
+	return ""
+}
+
+// firstByName is the namespace adapter of the first name; nil without
+// any.
+func firstByName[A any](byName map[string]*A) *A {
+	first := ""
+	for name := range byName {
+		if first == "" || name < first {
+			first = name
+		}
+	}
+	return byName[first]
+}
+
+// outboxed reports whether a broadcast is queued while
+// Options.Publishing says no: the outbox keeps it for when Redis is back.
+func (c *Classic) outboxed(kind msgKind) bool {
+	return kind == kindBroadcast && c.w.box != nil
+}
+
 // publish hands a message to the writer, unless Options.Publishing says
-// no (then it reports skipped).
+// no (then it reports skipped) and the outbox does not take it.
 func (c *Classic) publish(kind msgKind, channel string, payload []byte) (skipped bool, err error) {
-	if c.opts.Publishing != nil && !c.opts.Publishing() {
+	if c.opts.Publishing != nil && !c.outboxed(kind) && !c.opts.Publishing() {
 		c.cnt.skipped.Add(1)
 		return true, nil
 	}
@@ -511,9 +581,10 @@ func (c *Classic) connectionLost(err error) {
 	}
 	c.mu.Unlock()
 	if !wasLost {
+		c.cnt.subscriptionLost.Add(1)
 		c.log.Warn("redis adapter: subscription connection lost; messages from other processes are missed until go-redis resubscribes", "err", err)
 	}
-	c.reportError(fmt.Errorf("redis adapter: subscription connection: %w", err))
+	c.reportError(fmt.Errorf("%w: %w", ErrSubscriptionLost, err))
 }
 
 func (c *Classic) confirm(s *goredis.Subscription) {

@@ -28,6 +28,13 @@ type outMsg struct {
 	// failed, when set, is told why the message could not be written
 	// (on the writer's goroutine).
 	failed func(error)
+
+	// With the outbox on (outbox.go): when it was queued, its number,
+	// and whether an attempt to publish it was made.
+	at    time.Time
+	id    uint64
+	tried bool
+	held  bool // queued during an outage (OutboxStats.Held)
 }
 
 // writer publishes the adapter's messages from one goroutine.
@@ -49,12 +56,14 @@ type outMsg struct {
 // reported once per pipeline. While Redis is down each pipeline fails as
 // fast as the client's dial does, so the queue drains into errors rather
 // than holding stale broadcasts for later: whether to publish at all during
-// an outage is Options.Publishing's call, and a bounded outbox that keeps
-// messages through one would take this type's place (enqueue and close are
-// all the adapter uses).
+// an outage is Options.Publishing's call.
 //
 // The client's retries apply to pipelines: a pipeline whose reply was lost
 // after Redis ran it may be sent again (the server configures one retry).
+//
+// With Options.Outbox on, run is runOutbox instead (outbox.go): a failed
+// pipeline is kept and sent again, once, when Redis answers, and the queue
+// is bounded by the outbox's count and age rather than by QueueSize alone.
 type writer struct {
 	client  goredis.UniversalClient
 	pinKey  string // see pipelineFor; "" for sharded publishes
@@ -65,6 +74,8 @@ type writer struct {
 
 	mu     sync.RWMutex // closed, and sending on queue
 	closed bool
+
+	box *outbox // nil: off (see useOutbox)
 
 	ctx   context.Context // ends when close gives up on the queue
 	abort context.CancelFunc
@@ -92,6 +103,9 @@ func (w *writer) enqueue(m outMsg) error {
 	if w.closed {
 		return ErrClosed
 	}
+	if w.box != nil {
+		m.at = time.Now()
+	}
 	select {
 	case w.queue <- m:
 		return nil
@@ -102,6 +116,10 @@ func (w *writer) enqueue(m outMsg) error {
 
 // run writes until the queue is closed and empty (the writer goroutine).
 func (w *writer) run() {
+	if w.box != nil {
+		w.runOutbox()
+		return
+	}
 	defer close(w.done)
 	batch := make([]outMsg, 0, maxBatchMessages)
 	for m := range w.queue {
@@ -130,14 +148,7 @@ func (w *writer) flush(batch []outMsg) {
 	defer cancel()
 	pipe := pipelineFor(ctx, w.client, w.pinKey)
 	for _, m := range batch {
-		switch {
-		case m.cmd != nil:
-			m.cmd(ctx, pipe)
-		case m.sharded:
-			pipe.SPublish(ctx, m.channel, m.payload)
-		default:
-			pipe.Publish(ctx, m.channel, m.payload)
-		}
+		queueCmd(ctx, pipe, m)
 	}
 	cmds, err := pipe.Exec(ctx)
 	failed := 0

@@ -283,9 +283,25 @@ func encodeStored(uid, nsp string, p *socketio.Packet, rooms, except []string, f
 // queue is full) it is delivered here at once, unstored.
 func (a *adapter) broadcastStored(p *socketio.Packet, opts *socketio.BroadcastOptions) error {
 	c := a.c
-	if c.opts.Publishing != nil && !c.opts.Publishing() {
+	down := c.opts.Publishing != nil && !c.opts.Publishing()
+	if down && c.w.box == nil {
 		c.cnt.skipped.Add(1)
 		return a.mem.Broadcast(p, opts)
+	}
+	if down || c.w.box != nil && !c.Subscribed() {
+		// Redis is away (or this process's subscription is, and with it
+		// the echo this process's sockets would get the broadcast from).
+		// The outbox publishes it when Redis is back, unstored: this
+		// process's sockets get it now, and ignore its echo (a broadcast
+		// without an offset from this process), as the others would a
+		// packet they missed.
+		rooms, except := unique(opts.Rooms), unique(opts.Except)
+		payload, err := encodeBroadcast(c.uid, a.name, p, rooms, except, opts.Flags)
+		if err != nil {
+			return fmt.Errorf("redis adapter: encode broadcast: %w", err)
+		}
+		_, perr := c.publish(kindBroadcast, a.broadcastChannel(rooms), payload)
+		return errors.Join(a.mem.Broadcast(p, opts), perr)
 	}
 	rooms, except := unique(opts.Rooms), unique(opts.Except)
 	payload, pos, err := encodeStored(c.uid, a.name, p, rooms, except, opts.Flags)
@@ -334,7 +350,8 @@ func unsent(err error) bool {
 	if errors.As(err, &op) && op.Op == "dial" {
 		return true
 	}
-	return errors.Is(err, goredis.ErrPoolTimeout) || errors.Is(err, goredis.ErrClosed)
+	return errors.Is(err, goredis.ErrPoolTimeout) || errors.Is(err, goredis.ErrClosed) ||
+		errors.Is(err, ErrOutboxOverflow)
 }
 
 // onStoredBroadcast delivers a broadcast from a process that stores (this

@@ -164,6 +164,7 @@ func NewSharded(pub, sub goredis.UniversalClient, opts Options) (*Sharded, error
 	s.pending = make(map[string]struct{})
 	s.changed = make(chan struct{})
 	s.w = newWriter(pub, opts, &s.cnt, s.reportError)
+	s.w.useOutbox(opts.Outbox, s.uid, s.Subscribed, s.watchChannel, true, s.log)
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.w.run() }()
 	go s.deliver()
@@ -193,6 +194,9 @@ func (s *Sharded) Stats() Stats {
 		Malformed: s.cnt.malformed.Load(),
 		Dropped:   s.cnt.dropped.Load(),
 		Skipped:   s.cnt.skipped.Load(),
+
+		SubscriptionLost: s.cnt.subscriptionLost.Load(),
+		Outbox:           s.cnt.outbox(),
 	}
 }
 
@@ -312,7 +316,8 @@ func (s *Sharded) reportError(err error) {
 // publish hands a message to the writer (SPUBLISH), unless
 // Options.Publishing says no.
 func (s *Sharded) publish(kind msgKind, channel string, payload []byte) (skipped bool, err error) {
-	if s.opts.Publishing != nil && !s.opts.Publishing() {
+	outboxed := kind == kindBroadcast && s.w.box != nil
+	if s.opts.Publishing != nil && !outboxed && !s.opts.Publishing() {
 		s.cnt.skipped.Add(1)
 		return true, nil
 	}
@@ -323,6 +328,18 @@ func (s *Sharded) publish(kind msgKind, channel string, payload []byte) (skipped
 		return false, err
 	}
 	return false, nil
+}
+
+// watchChannel is the namespace channel of the first namespace by name
+// ("" without any), which every process subscribes: the outbox counts its
+// subscribers to know when the other processes are back after an outage.
+func (s *Sharded) watchChannel() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := firstByName(s.byName); a != nil {
+		return a.nspCh
+	}
+	return ""
 }
 
 // publishing reports whether the other processes are reachable, as far as

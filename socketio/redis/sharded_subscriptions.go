@@ -478,9 +478,10 @@ func (s *Sharded) nodeLost(nc *nodeConn, err error) {
 	_ = nc.ps.Close()
 	s.failures.Add(1)
 	if lost > 0 {
+		s.cnt.subscriptionLost.Add(1)
 		s.log.Warn("redis adapter: shard subscription connection lost; messages from other processes to its channels are missed until they are subscribed again",
 			"redis_node", nodeName(nc.addr), "channels", lost, "err", err)
 	}
-	s.reportError(fmt.Errorf("redis adapter: shard subscription connection to %s: %w", nodeName(nc.addr), err))
+	s.reportError(fmt.Errorf("%w: shard subscription connection to %s: %w", ErrSubscriptionLost, nodeName(nc.addr), err))
 	s.poke()
 }

@@ -63,6 +63,10 @@ describe('configuration', () => {
     ['HTTP_IDLE_TIMEOUT', 'never'],
     ['HTTP_BODY_TIMEOUT', '-1s'],
     ['HTTP_WRITE_TIMEOUT', '30'],
+    ['OUTBOX_MAX_MESSAGES', '-1'],
+    ['OUTBOX_MAX_MESSAGES', 'lots'],
+    ['OUTBOX_MAX_AGE', '30'],
+    ['OUTBOX_MAX_AGE', '1h'],
   ];
   for (const [name, value] of bad) {
     it(`${name}=${JSON.stringify(value)} exits 2 with one JSON stderr line naming ${name}`, async () => {
