@@ -67,6 +67,7 @@ func (c *client) OnMessage(data []byte, binary bool) {
 	if c.paused {
 		c.pending += len(data)
 		if c.pending > c.srv.maxPayload {
+			c.srv.stats.BacklogTooLarge.Add(1)
 			c.fail(errors.New("socketio: too much sent during a namespace connect"))
 			return
 		}

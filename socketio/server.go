@@ -32,8 +32,8 @@
 //     written before them.
 //   - the adapter's lock: rooms and every socket's room list.
 //   - Namespace.mu: the namespace's sockets, middlewares and handlers.
-//   - Server.stats: atomic counters, added to from the strand (packets too
-//     large) and the connect timer, read by anyone.
+//   - Server.stats: atomic counters, added to from the strand (packets and
+//     connect backlogs too large) and the connect timer, read by anyone.
 //
 // Recovery (recovery.go) adds: a socket's id is an atomic (a restore
 // replaces it while the socket is pending); what the client asked to
@@ -111,6 +111,10 @@ type Stats struct {
 	// header and the attachments received so far) exceeded the payload
 	// limit.
 	PacketsTooLarge atomic.Int64
+	// BacklogTooLarge: connections closed because what they sent while
+	// a middleware decided their namespace CONNECT exceeded the payload
+	// limit.
+	BacklogTooLarge atomic.Int64
 }
 
 // Stats returns the server's counters.

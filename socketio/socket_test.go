@@ -336,6 +336,28 @@ func TestNothingBeforeConnect(t *testing.T) {
 	}
 }
 
+// TestConnectBacklogBounded: what a client sends while a middleware decides
+// its CONNECT waits, within the payload limit; past it the connection is
+// closed and counted.
+func TestConnectBacklogBounded(t *testing.T) {
+	held := make(chan func(error), 1)
+	s := startServer(t, engineio.Options{MaxPayload: 1000}, Options{}, func(srv *Server) {
+		srv.Of("/room").Use(func(_ *Socket, next func(error)) { held <- next })
+	})
+	c := s.dial(t, 4)
+	c.send("0/room,")
+	next := recv(t, held, "the middleware")
+	t.Cleanup(func() { next(nil) })
+	event := `2/room,["e","` + strings.Repeat("a", 400) + `"]`
+	c.send(event) // 400-odd bytes: waits
+	c.send(event) // under 1000 in all: waits
+	c.send(event) // over: closed
+	c.closed()
+	if n := s.srv.Stats().BacklogTooLarge.Load(); n != 1 {
+		t.Fatalf("%d connect backlogs counted", n)
+	}
+}
+
 func TestConnectTimeout(t *testing.T) {
 	eopts := engineio.Options{}
 	start := func(t *testing.T, opts Options) (*testServer, chan *Socket) {
