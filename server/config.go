@@ -2,7 +2,10 @@ package server
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -143,8 +146,33 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if c.Addr == "" {
 		c.Addr = defaultAddr
 	}
+	// A secret may come from a file (Docker's secrets convention; the
+	// compose file generates them): used when the variable itself is unset
+	// or empty.
+	fromFile := func(k string) (string, error) {
+		f := get(k + "_FILE")
+		if f == "" || getenv(k) != "" {
+			return "", nil
+		}
+		v, err := readSecretFile(f)
+		if err != nil {
+			return "", bad(k+"_FILE", err.Error())
+		}
+		return v, nil
+	}
+	jwtFile, err := fromFile("JWT_SECRET")
+	if err != nil {
+		return c, err
+	}
+	if c.APIKey == "" {
+		if c.APIKey, err = fromFile("API_KEY"); err != nil {
+			return c, err
+		}
+	}
 	if secret := get("JWT_SECRET"); secret != "" {
 		c.JWTSecret = []byte(secret)
+	} else if jwtFile != "" {
+		c.JWTSecret = []byte(jwtFile)
 	} else if getenv("JWT_SECRET") != "" {
 		// Blank but set: almost certainly a templating mistake, and silently
 		// falling back to development mode would turn dev tokens on.
@@ -183,7 +211,6 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		return c, bad("REDIS_CLUSTER", "want 1 or 0")
 	}
 
-	var err error
 	if c.MaxPayloadBytes, err = positiveInt(get("MAX_PAYLOAD_BYTES"), 1_000_000); err != nil {
 		return c, bad("MAX_PAYLOAD_BYTES", err.Error())
 	}
@@ -474,6 +501,36 @@ const (
 	AdapterClassic = "classic"
 	AdapterSharded = "sharded"
 )
+
+// maxSecretFileBytes bounds a secret file: a secret is a line, and a wrong
+// path (a log, a disk image) must not be read whole.
+const maxSecretFileBytes = 4096
+
+// readSecretFile reads a secret from a file: its content without the
+// surrounding white space, which must leave something.
+func readSecretFile(name string) (string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is the variable's value, named already
+		}
+		return "", fmt.Errorf("cannot read the file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFileBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("cannot read the file: %w", err)
+	}
+	if len(b) > maxSecretFileBytes {
+		return "", fmt.Errorf("the file is over %d bytes: not a secret", maxSecretFileBytes)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("the file is empty")
+	}
+	return v, nil
+}
 
 // redactURL hides a URL's password: a bad REDIS_URL is named in the log.
 // A URL too malformed to parse (a password with a space, "#" or "/" in it)

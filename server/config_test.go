@@ -3,6 +3,8 @@ package server_test
 import (
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -366,4 +368,59 @@ func TestConfigRecoveryWithTheShardedAdapter(t *testing.T) {
 		"REDIS_URL": "redis://h:1/0", "REDIS_ADAPTER": "sharded", "RECOVERY_WINDOW": "2m", "JWT_SECRET": "s",
 	}))
 	wantConfigError(t, err, "RECOVERY_WINDOW")
+}
+
+// TestConfigSecretFiles: JWT_SECRET_FILE and API_KEY_FILE are read when the
+// variable itself is unset or empty (the variable wins), trimmed; a file
+// that cannot be read, is empty or is too big exits naming the _FILE
+// variable, never printing its content.
+func TestConfigSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	jwtFile := write("jwt", "file-secret-0123456789abcdef0123456789\n")
+	keyFile := write("key", "  file-api-key\n")
+
+	c, err := server.ConfigFromEnv(env(map[string]string{"JWT_SECRET_FILE": jwtFile, "API_KEY_FILE": keyFile}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.JWTSecret) != "file-secret-0123456789abcdef0123456789" || c.APIKey != "file-api-key" || c.DevMode || c.DevTokens {
+		t.Fatalf("from files: secret %q, key %q, dev mode %v, dev tokens %v", c.JWTSecret, c.APIKey, c.DevMode, c.DevTokens)
+	}
+	// An empty variable (as compose passes an unset one) defers to the file.
+	c, err = server.ConfigFromEnv(env(map[string]string{"JWT_SECRET": "", "JWT_SECRET_FILE": jwtFile, "API_KEY": "", "API_KEY_FILE": keyFile}))
+	if err != nil || string(c.JWTSecret) != "file-secret-0123456789abcdef0123456789" || c.APIKey != "file-api-key" {
+		t.Fatalf("empty variables: %v, %q, %q", err, c.JWTSecret, c.APIKey)
+	}
+	// The variable wins over its file.
+	c, err = server.ConfigFromEnv(env(map[string]string{"JWT_SECRET": "from-the-variable", "JWT_SECRET_FILE": jwtFile, "API_KEY": "k", "API_KEY_FILE": keyFile}))
+	if err != nil || string(c.JWTSecret) != "from-the-variable" || c.APIKey != "k" {
+		t.Fatalf("variables over files: %v, %q, %q", err, c.JWTSecret, c.APIKey)
+	}
+
+	empty := write("empty", " \n\t")
+	big := write("big", strings.Repeat("x", 5000))
+	for _, tt := range []struct{ variable, file string }{
+		{"JWT_SECRET_FILE", filepath.Join(dir, "missing")},
+		{"JWT_SECRET_FILE", empty},
+		{"JWT_SECRET_FILE", big},
+		{"JWT_SECRET_FILE", dir},
+		{"API_KEY_FILE", filepath.Join(dir, "missing")},
+		{"API_KEY_FILE", empty},
+	} {
+		_, err := server.ConfigFromEnv(env(map[string]string{tt.variable: tt.file}))
+		var ce *server.ConfigError
+		if !errors.As(err, &ce) || ce.Variable != tt.variable || ce.Value != tt.file {
+			t.Fatalf("%s=%s: %v", tt.variable, tt.file, err)
+		}
+		if strings.Contains(err.Error(), "xxxxx") {
+			t.Fatalf("%s: the error holds the file's content: %v", tt.variable, err)
+		}
+	}
 }

@@ -20,21 +20,22 @@
 // same topology is exercised for real, with processes, by cluster-lb.test.mjs.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import YAML from 'yaml';
-import { ROOT, exited, freePort } from './lib/harness.mjs';
+import { ROOT, exited, freePort, startSwitchboard } from './lib/harness.mjs';
 import { HAPROXY_CFG, ROUND_ROBIN_CFG, requireHaproxy } from './lib/cluster.mjs';
 
 const COMPOSE = path.join(ROOT, 'docker-compose.yml');
 const DOCKERFILE = path.join(ROOT, 'Dockerfile');
 const REPLICAS = ['sb1', 'sb2', 'sb3'];
 const cleanEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
-// The compose files ship no secret: they require JWT_SECRET and API_KEY.
-// The tests give these, and an empty --env-file so that a developer's .env
-// does not change what they see.
+// The compose files ship no secret: a one-shot service generates them into
+// a volume, unless JWT_SECRET and API_KEY are given. The tests give these
+// (and check the files' way separately), and an empty --env-file so that a
+// developer's .env does not change what they see.
 const TEST_SECRETS = { JWT_SECRET: 'compose-test-jwt-secret-0123456789abcdef', API_KEY: 'compose-test-api-key' };
 const composeEnv = { ...cleanEnv, ...TEST_SECRETS };
 const EMPTY_ENV_FILE = path.join(mkdtempSync(path.join(os.tmpdir(), 'sb-compose-env-')), 'empty.env');
@@ -76,7 +77,7 @@ function cfgDefaults(file = HAPROXY_CFG) {
 
 function checkCompose(doc, label) {
   const s = doc.services;
-  assert.deepEqual(Object.keys(s).sort(), ['lb', 'lb-roundrobin', 'redis', ...REPLICAS], `${label}: services`);
+  assert.deepEqual(Object.keys(s).sort(), ['lb', 'lb-roundrobin', 'redis', ...REPLICAS, 'secrets'], `${label}: services`);
 
   assert.match(s.redis.image, /^redis:/);
   assert.ok(s.redis.healthcheck, `${label}: redis has a healthcheck`);
@@ -94,15 +95,20 @@ function checkCompose(doc, label) {
     assert.match(env.REDIS_URL || '', /^redis:\/\/redis:6379\/\d+$/, `${label}: ${n} REDIS_URL points at the redis service`);
     assert.equal(env.NODE_ID, n);
     if (label === 'raw') {
-      // No secret in the file: each is a required variable, without default.
-      assert.match(env.JWT_SECRET, /^\$\{JWT_SECRET:\?[^}]*\.env\.example[^}]*\}$/, `${label}: ${n} JWT_SECRET is required`);
-      assert.match(env.API_KEY, /^\$\{API_KEY:\?[^}]*\.env\.example[^}]*\}$/, `${label}: ${n} API_KEY is required`);
-      assert.equal(env.DEV_TOKENS, '${DEV_TOKENS:-0}', `${label}: ${n} dev tokens off unless asked for`);
+      // No secret in the file: empty unless given, else the generated files.
+      assert.equal(env.JWT_SECRET, '${JWT_SECRET:-}', `${label}: ${n} JWT_SECRET only from the environment`);
+      assert.equal(env.API_KEY, '${API_KEY:-}', `${label}: ${n} API_KEY only from the environment`);
+      assert.equal(env.DEV_TOKENS, '${DEV_TOKENS:-1}', `${label}: ${n} dev tokens on unless turned off`);
     } else {
       assert.equal(env.JWT_SECRET, TEST_SECRETS.JWT_SECRET, `${label}: ${n} JWT_SECRET from the environment`);
       assert.equal(env.API_KEY, TEST_SECRETS.API_KEY, `${label}: ${n} API_KEY from the environment`);
-      assert.equal(String(env.DEV_TOKENS), '0', `${label}: ${n} dev tokens off by default`);
+      assert.equal(String(env.DEV_TOKENS), '1', `${label}: ${n} dev tokens on by default (the balancers are on loopback)`);
     }
+    assert.equal(env.JWT_SECRET_FILE, `${SECRETS_DIR}/jwt_secret`, `${label}: ${n} reads the generated secret`);
+    assert.equal(env.API_KEY_FILE, `${SECRETS_DIR}/api_key`, `${label}: ${n} reads the generated API key`);
+    assert.ok(mountsOf(svc).some(([src, target, mode]) => src === 'secrets' && target === SECRETS_DIR && mode === 'ro'),
+      `${label}: ${n} mounts the secrets volume read-only at ${SECRETS_DIR}`);
+    assert.equal((svc.depends_on || {}).secrets?.condition, 'service_completed_successfully', `${label}: ${n} starts once the secrets exist`);
     assert.deepEqual(healthyDeps(svc), ['redis'], `${label}: ${n} waits for a healthy redis`);
     // The balancer reaches the replica at the address haproxy.cfg defaults to.
     assert.equal(servers[i].host, n);
@@ -114,9 +120,21 @@ function checkCompose(doc, label) {
     assert.equal(new Set(envs.map((e) => e[key])).size, 1, `${label}: ${key} shared by the three replicas`);
   }
 
-  checkBalancer(s.lb, HAPROXY_CFG, '8080:8080', `${label}: lb`);
-  checkBalancer(s['lb-roundrobin'], ROUND_ROBIN_CFG, '8081:8080', `${label}: lb-roundrobin`);
+  checkBalancer(s.lb, HAPROXY_CFG, '127.0.0.1:8080:8080', `${label}: lb`);
+  checkBalancer(s['lb-roundrobin'], ROUND_ROBIN_CFG, '127.0.0.1:8081:8080', `${label}: lb-roundrobin`);
+
+  // The secrets service writes into the volume the replicas read.
+  assert.match(s.secrets.image, /^redis:/, `${label}: secrets runs an image the stack pulls anyway`);
+  assert.ok(mountsOf(s.secrets).some(([src, target]) => src === 'secrets' && target === '/secrets'), `${label}: secrets mounts the volume`);
+  assert.ok(doc.volumes && 'secrets' in doc.volumes, `${label}: the secrets volume is declared`);
 }
+
+// Where the replicas find the generated secrets.
+const SECRETS_DIR = '/run/secrets/switchboard';
+// mountsOf: a service's volumes as [source, target, mode].
+const mountsOf = (svc) => (svc.volumes || []).map((v) => (typeof v === 'string'
+  ? v.split(':')
+  : [v.source, v.target, v.read_only ? 'ro' : 'rw']));
 
 // checkBalancer: an HAProxy service that waits for the three replicas,
 // publishes its container port 8080 as published says, and mounts cfgFile
@@ -124,7 +142,8 @@ function checkCompose(doc, label) {
 function checkBalancer(lb, cfgFile, published, label) {
   assert.match(lb.image, /^haproxy:2\.6/, `${label}: the balancer image runs the HAProxy line the tests run`);
   assert.deepEqual(healthyDeps(lb), REPLICAS, `${label}: the balancer waits for three healthy replicas`);
-  const ports = lb.ports.map((p) => (typeof p === 'string' ? p : `${p.published}:${p.target}`));
+  // Compose v1 resolves "127.0.0.1:8080:8080" to the same string with "/tcp".
+  const ports = lb.ports.map((p) => (typeof p === 'string' ? p.replace(/\/tcp$/, '') : `${p.host_ip ? p.host_ip + ':' : ''}${p.published}:${p.target}`));
   assert.deepEqual(ports, [published], `${label}: the balancer publishes ${published}`);
   const { servers, bind } = cfgDefaults(cfgFile);
   assert.deepEqual(servers.map((x) => x.name), REPLICAS, `${label}: its config names the three replicas`);
@@ -277,53 +296,99 @@ describe('compose secrets', () => {
   const files = [[COMPOSE], [COMPOSE, COMPOSE_CLUSTER]];
   const fArgs = (fs) => fs.flatMap((f) => ['-f', f]);
 
-  it('no secret literal is shipped: every secret-like variable of every service is required, without a default', () => {
+  it('no secret literal is shipped: a secret-like variable is empty unless given, or names a generated file', () => {
     for (const file of [COMPOSE, COMPOSE_CLUSTER]) {
       const doc = YAML.parse(readFileSync(file, 'utf8'), { merge: true });
       for (const [name, svc] of Object.entries(doc.services || {})) {
         for (const [key, value] of Object.entries(envOf(svc))) {
           if (/SECRET|KEY|PASSWORD|TOKEN/i.test(key) && key !== 'DEV_TOKENS') {
-            assert.match(String(value), new RegExp(`^\\$\\{${key}:\\?[^}]+\\}$`), `${path.basename(file)}: ${name}.${key} = ${value}`);
+            if (key.endsWith('_FILE')) assert.ok(String(value).startsWith(`${SECRETS_DIR}/`), `${path.basename(file)}: ${name}.${key} = ${value}`);
+            else assert.equal(String(value), `\${${key}:-}`, `${path.basename(file)}: ${name}.${key} = ${value}`);
           }
           if (key === 'REDIS_URL') assert.ok(!/\/\/[^/]*@/.test(value), `${path.basename(file)}: ${name}: a password in REDIS_URL`);
         }
       }
-      // Nor anywhere else in the text: the old public defaults, or any
-      // ${VAR:-default} for a secret.
       const text = readFileSync(file, 'utf8');
-      assert.ok(!/\$\{(JWT_SECRET|API_KEY)[:]?-/.test(text), `${path.basename(file)} gives a secret a default`);
+      assert.ok(!/\$\{(JWT_SECRET|API_KEY):?-[^}]/.test(text), `${path.basename(file)} gives a secret a default`);
       assert.ok(!/demo-secret|demo-api-key|change-me/.test(text), `${path.basename(file)} holds a demo secret`);
     }
   });
 
-  it('without JWT_SECRET and API_KEY, Compose refuses, pointing at .env.example', () => {
+  it('works out of the box: without JWT_SECRET and API_KEY every replica reads the generated files', () => {
     requireCompose();
     for (const fs of files) {
-      for (const missing of ['JWT_SECRET', 'API_KEY']) {
-        const env = { ...composeEnv };
-        delete env[missing];
-        const r = compose([...fArgs(fs), 'config', '-q'], { env });
-        assert.notEqual(r.status, 0, `${fs.map((f) => path.basename(f))} without ${missing}`);
-        assert.match(r.stderr, new RegExp(`set ${missing}.*\\.env\\.example`));
+      const r = compose([...fArgs(fs), 'config'], { env: cleanEnv });
+      assert.equal(r.status, 0, `${fs.map((f) => path.basename(f))} without secrets: ${r.stderr}`);
+      const doc = YAML.parse(r.stdout);
+      for (const n of REPLICAS) {
+        const env = envOf(doc.services[n]);
+        assert.equal(env.JWT_SECRET ?? '', '', `${n}: no JWT_SECRET given`);
+        assert.equal(env.API_KEY ?? '', '', `${n}: no API_KEY given`);
+        assert.equal(env.JWT_SECRET_FILE, `${SECRETS_DIR}/jwt_secret`);
+        assert.equal(env.API_KEY_FILE, `${SECRETS_DIR}/api_key`);
       }
     }
   });
 
-  it('.env.example: empty secrets (Compose refuses it as it is), dev tokens off, and filled in it configures every replica', () => {
+  it('the secrets service writes two different random secrets once, readable by the replicas\' user only, and the binary takes them', async () => {
+    const cmd = [].concat(raw().services.secrets.command).join('\n');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-secrets-'));
+    try {
+      // The same script, on a directory of ours ($$ is Compose's escape).
+      const root = process.getuid && process.getuid() === 0;
+      let script = cmd.replaceAll('$$', '$').replaceAll('/secrets', dir);
+      if (!root) script = script.replace(/^\s*chown .*$/m, ':');
+      const run = () => spawnSync('sh', ['-ec', script], { encoding: 'utf8' });
+      let r = run();
+      assert.equal(r.status, 0, r.stderr);
+      const jwt = readFileSync(path.join(dir, 'jwt_secret'), 'utf8');
+      const key = readFileSync(path.join(dir, 'api_key'), 'utf8');
+      assert.match(jwt, /^[A-Za-z0-9+/]{43}=\n$/, '32 random bytes, base64');
+      assert.match(key, /^[A-Za-z0-9+/]{43}=\n$/);
+      assert.notEqual(jwt, key);
+      for (const f of ['jwt_secret', 'api_key']) {
+        const st = statSync(path.join(dir, f));
+        assert.equal(st.mode & 0o777, 0o400, `${f} is 0400`);
+        if (root) assert.equal(st.uid, 65532, `${f} belongs to the image's user`);
+      }
+      r = run();
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(readFileSync(path.join(dir, 'jwt_secret'), 'utf8'), jwt, 'a second run keeps the secret');
+
+      // The binary reads them: a token signed with the file's secret is
+      // good, and the events API wants the file's key.
+      const sb = await startSwitchboard({ env: { JWT_SECRET_FILE: path.join(dir, 'jwt_secret'), API_KEY_FILE: path.join(dir, 'api_key') } });
+      try {
+        const post = (k) => fetch(`${sb.url}/api/events`, {
+          method: 'POST', headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ users: ['u'], event: 'e', args: {} }),
+        });
+        assert.equal((await post(key.trim())).status, 202);
+        assert.equal((await post('wrong')).status, 401);
+        assert.equal((await fetch(`${sb.url}/api/dev/token`, { method: 'POST', body: '{"user":"u"}' })).status, 404, 'not development mode');
+      } finally {
+        await sb.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('.env.example: empty secrets (then generated), dev tokens on, and filled in it configures every replica', () => {
     requireCompose();
     const example = readFileSync(ENV_EXAMPLE, 'utf8');
     const vars = parseEnvFile(example);
-    assert.deepEqual(vars, { JWT_SECRET: '', API_KEY: '', DEV_TOKENS: '0' });
+    assert.deepEqual(vars, { JWT_SECRET: '', API_KEY: '', DEV_TOKENS: '1' });
     assert.match(example, /openssl rand/);
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sb-env-example-'));
     try {
       const asIs = path.join(dir, 'as-is.env');
       writeFileSync(asIs, example);
       const r = spawnSync('docker-compose', ['--env-file', asIs, '-f', COMPOSE, 'config', '-q'], { cwd: ROOT, env: cleanEnv, encoding: 'utf8' });
-      assert.notEqual(r.status, 0, '.env.example copied unfilled must not start anything');
+      assert.equal(r.status, 0, `.env.example copied unfilled: ${r.stderr}`);
       const filled = path.join(dir, 'filled.env');
       writeFileSync(filled, example.replace(/^JWT_SECRET=$/m, 'JWT_SECRET=filled-jwt-secret-0123456789abcdefghij')
-        .replace(/^API_KEY=$/m, 'API_KEY=filled-api-key').replace(/^DEV_TOKENS=0$/m, 'DEV_TOKENS=1'));
+        .replace(/^API_KEY=$/m, 'API_KEY=filled-api-key').replace(/^DEV_TOKENS=1$/m, 'DEV_TOKENS=0'));
       for (const fs of files) {
         const ok = spawnSync('docker-compose', ['--env-file', filled, ...fArgs(fs), 'config'], { cwd: ROOT, env: cleanEnv, encoding: 'utf8' });
         assert.equal(ok.status, 0, ok.stderr);
@@ -332,7 +397,7 @@ describe('compose secrets', () => {
           const env = envOf(doc.services[n]);
           assert.equal(env.JWT_SECRET, 'filled-jwt-secret-0123456789abcdefghij');
           assert.equal(env.API_KEY, 'filled-api-key');
-          assert.equal(String(env.DEV_TOKENS), '1');
+          assert.equal(String(env.DEV_TOKENS), '0');
         }
       }
     } finally {

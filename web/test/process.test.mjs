@@ -67,6 +67,8 @@ describe('configuration', () => {
     ['OUTBOX_MAX_MESSAGES', 'lots'],
     ['OUTBOX_MAX_AGE', '30'],
     ['OUTBOX_MAX_AGE', '1h'],
+    ['JWT_SECRET_FILE', '/nonexistent/jwt_secret'],
+    ['API_KEY_FILE', '/nonexistent/api_key'],
   ];
   for (const [name, value] of bad) {
     it(`${name}=${JSON.stringify(value)} exits 2 with one JSON stderr line naming ${name}`, async () => {
