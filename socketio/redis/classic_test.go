@@ -457,6 +457,9 @@ func testBinaryAcrossProcesses(t *testing.T, kind adapterKind) {
 	n0 := startNodeOf(t, kind, r, "node0", Options{}, "/chat")
 	n1 := startNodeOf(t, kind, r, "node1", Options{}, "/chat")
 	c1 := dial(t, n1, "c1", "/chat", map[string]any{"rooms": []string{"a"}})
+	// Sharded: node1 subscribes to room a's channel as c1 joins it, in the
+	// background; a broadcast before that is not for node1 yet.
+	waitRoomSubscribed(t, kind, n1)
 	at := time.UnixMilli(1700000000120)
 	if err := n0.nsp("/chat").To("a").Emit("bin", []byte{1, 2, 3}, map[string]any{"at": at, "raw": []byte{}}); err != nil {
 		t.Fatal(err)
