@@ -257,14 +257,11 @@ type Classic struct {
 	cancel context.CancelFunc
 	stop   chan struct{} // closed by Close
 
-	deliveries chan delivery // receiver → deliverer
-	// queued counts what was handed to the deliverer and is not handled
-	// yet: while it is zero, the receiver handles a broadcast itself
-	// (nothing can be ahead of it), which spares a goroutine wake-up per
-	// message.
-	queued atomic.Int64
-	wake   chan struct{} // → subscriber (capacity 1)
-	wg     sync.WaitGroup
+	// inbox: receiver → deliverer; while it is empty the receiver handles
+	// a broadcast itself.
+	inbox inbox[delivery]
+	wake  chan struct{} // → subscriber (capacity 1)
+	wg    sync.WaitGroup
 
 	mu        sync.Mutex
 	byName    map[string]*adapter
@@ -313,21 +310,21 @@ func NewClassic(pub, sub goredis.UniversalClient, opts Options) *Classic {
 		uid = stampPrefix + uid
 	}
 	c := &Classic{
-		pub:        pub,
-		opts:       opts,
-		uid:        uid,
-		log:        opts.Logger,
-		ctx:        ctx,
-		cancel:     cancel,
-		stop:       make(chan struct{}),
-		deliveries: make(chan delivery, 1024),
-		wake:       make(chan struct{}, 1),
-		byName:     make(map[string]*adapter),
-		byPattern:  make(map[string]*adapter),
-		byChannel:  make(map[string]route),
-		confirmed:  make(map[string]bool),
-		changed:    make(chan struct{}),
+		pub:       pub,
+		opts:      opts,
+		uid:       uid,
+		log:       opts.Logger,
+		ctx:       ctx,
+		cancel:    cancel,
+		stop:      make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		byName:    make(map[string]*adapter),
+		byPattern: make(map[string]*adapter),
+		byChannel: make(map[string]route),
+		confirmed: make(map[string]bool),
+		changed:   make(chan struct{}),
 	}
+	c.inbox.ch = make(chan delivery, 1024)
 	// Without channels, go-redis connects on first use, in the receiver.
 	c.ps = sub.Subscribe(ctx)
 	c.w = newWriter(pub, opts, &c.cnt, c.reportError)
@@ -625,31 +622,18 @@ func (c *Classic) dispatch(m *goredis.Message) {
 	}
 	c.cnt.received[r.kind].Add(1)
 	d := delivery{a: r.a, kind: r.kind, channel: m.Channel, payload: m.Payload}
-	if r.kind == kindResponse || r.kind == kindBroadcast && c.queued.Load() == 0 {
+	if r.kind == kindResponse || r.kind == kindBroadcast && c.inbox.empty() {
 		c.handle(d)
 		return
 	}
-	c.queued.Add(1)
-	select {
-	case c.deliveries <- d:
-	case <-c.stop:
-		c.queued.Add(-1)
-	}
+	c.inbox.put(d, c.stop)
 }
 
 // ----------------------------------------------------------- deliverer ---
 
 func (c *Classic) deliver() {
 	defer c.wg.Done()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case d := <-c.deliveries:
-			c.handle(d)
-			c.queued.Add(-1)
-		}
-	}
+	c.inbox.run(c.stop, c.handle)
 }
 
 // handle runs one message, on the deliverer (broadcasts, requests) or the

@@ -94,10 +94,9 @@ type Sharded struct {
 	cancel context.CancelFunc
 	stop   chan struct{} // closed by Close
 
-	deliveries chan shardDelivery // receivers → deliverer
-	queued     atomic.Int64       // handed to the deliverer, not handled yet
-	wake       chan struct{}      // → subscriber (capacity 1)
-	wg         sync.WaitGroup
+	inbox inbox[shardDelivery] // receivers → deliverer
+	wake  chan struct{}        // → subscriber (capacity 1)
+	wg    sync.WaitGroup
 
 	mu       sync.RWMutex
 	byName   map[string]*shardedAdapter
@@ -155,7 +154,7 @@ func NewSharded(pub, sub goredis.UniversalClient, opts Options) (*Sharded, error
 	s.uid = randomHex(8) // as Node's ClusterAdapter: 16 hex digits
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stop = make(chan struct{})
-	s.deliveries = make(chan shardDelivery, 1024)
+	s.inbox.ch = make(chan shardDelivery, 1024)
 	s.wake = make(chan struct{}, 1)
 	s.byName = make(map[string]*shardedAdapter)
 	s.channels = make(map[string]*chanState)
@@ -418,29 +417,16 @@ func (s *Sharded) dispatch(nc *nodeConn, m *goredis.Message) {
 		return
 	}
 	d := shardDelivery{r: r, payload: m.Payload}
-	if r.kind == chanResponse || r.kind == chanRoom && s.queued.Load() == 0 {
+	if r.kind == chanResponse || r.kind == chanRoom && s.inbox.empty() {
 		s.handle(d)
 		return
 	}
-	s.queued.Add(1)
-	select {
-	case s.deliveries <- d:
-	case <-s.stop:
-		s.queued.Add(-1)
-	}
+	s.inbox.put(d, s.stop)
 }
 
 func (s *Sharded) deliver() {
 	defer s.wg.Done()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case d := <-s.deliveries:
-			s.handle(d)
-			s.queued.Add(-1)
-		}
-	}
+	s.inbox.run(s.stop, s.handle)
 }
 
 // handle runs one message; a panic is reported, not fatal.
