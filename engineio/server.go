@@ -200,6 +200,10 @@ type Server struct {
 	loopOnce sync.Once
 	loop     *nbio.Engine
 	loopErr  error
+	// attachMu keeps a connection from joining the loop while Close stops
+	// it (nbio 1.6.8 races AddConn against Stop): attach holds it shared,
+	// Close exclusively, and an attach after Close sees closing.
+	attachMu sync.RWMutex
 	keep     []string // canonical KeepHeaders
 
 	mu       sync.RWMutex
@@ -271,6 +275,8 @@ func (s *Server) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		s.attachMu.Lock()
+		defer s.attachMu.Unlock()
 		if loop := s.eventLoop(false); loop != nil {
 			loop.Stop()
 		}

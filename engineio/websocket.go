@@ -131,7 +131,9 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, sess *Sess
 		sess.open()
 	}
 	if err := s.attach(ws, conn); err != nil {
-		s.opts.Logger.Warn("engineio: websocket not attached", "err", err)
+		if !errors.Is(err, errClosing) {
+			s.opts.Logger.Warn("engineio: websocket not attached", "err", err)
+		}
 		if upgrading {
 			sess.abortUpgrade(ws)
 		} else {
@@ -144,10 +146,20 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, sess *Sess
 	}
 }
 
+// errClosing: the server is closing; the connection was closed, not
+// attached.
+var errClosing = errors.New("engineio: server closing")
+
 // attach hands the connection to the event loop, or to a goroutine of its
 // own when it is not a plain TCP connection (the loop needs a file
 // descriptor).
 func (s *Server) attach(ws *wsConn, conn net.Conn) error {
+	s.attachMu.RLock()
+	defer s.attachMu.RUnlock()
+	if s.closing.Load() {
+		_ = conn.Close()
+		return errClosing
+	}
 	nb, err := nbio.NBConn(conn)
 	if err != nil {
 		ws.wmu.Lock()
